@@ -1,0 +1,43 @@
+# company-skywalking developer commands. Everything runs in .venv, built on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv test lint docs check-docs bench demo tox clean
+
+$(STAMP): setup.py pyproject.toml requirements/test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e . -r requirements/test.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make test: unit tests (the command CI and README use)
+test: venv
+	$(BIN)/python -m pytest tests/unit
+
+## make lint: ruff over the package, tests, tools and benchmarks
+lint: venv
+	$(BIN)/ruff check skywalking tests tools bench examples
+
+## make docs: regenerate docs/configuration.md from the config table
+docs: venv
+	$(BIN)/python tools/gen_docs.py
+
+## make bench: hot-path benchmark against no agent and apache-skywalking 1.2.0
+bench: venv
+	$(BIN)/python bench/run.py
+
+## make demo: a traced request continued from a Java-style sw6 header, printed as a tree
+demo: venv
+	$(BIN)/python examples/core_demo.py
+
+## make tox: the unit tests on every supported Python (3.10-3.13) and on the dependency floors
+tox: venv
+	$(BIN)/python -m pip install -q "tox>=4"
+	$(BIN)/tox -p auto
+
+clean:
+	rm -rf $(VENV) .venvs .tox build dist *.egg-info .pytest_cache .hypothesis .ruff_cache

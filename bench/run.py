@@ -1,0 +1,210 @@
+"""Run every benchmark under baseline / upstream / ours and print a comparison table.
+
+Usage: .venv/bin/python bench/run.py [--requests N] [--rounds R] [--warmup W] [--only NAME]
+
+* baseline: /work/main/.venv, ``--mode baseline`` (skywalking is never imported)
+* upstream: .venvs/bench-upstream with apache-skywalking==1.2.0 (created on first use)
+* ours:     /work/main/.venv with company-skywalking installed editable, ``--mode agent``
+
+Each benchmark script prints one JSON line; results go to bench/results/<name>.json.
+Exit status is non-zero if a baseline leg fails, or if an ours leg fails while our
+package is installed. A missing package or a failing upstream leg is reported, not fatal.
+To add a benchmark, write bench/bench_<name>.py with the same CLI and add it to BENCHMARKS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / 'results'
+OURS_PYTHON = ROOT / '.venv' / 'bin' / 'python'
+UPSTREAM_VENV = ROOT / '.venvs' / 'bench-upstream'
+UPSTREAM_PYTHON = UPSTREAM_VENV / 'bin' / 'python'
+UPSTREAM_PACKAGE = 'apache-skywalking'
+UPSTREAM_VERSION = '1.2.0'
+RUN_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    script: str  # file in bench/, taking --mode baseline|agent --requests --rounds --warmup
+    description: str
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str  # also the `impl` the script must report, so a wrong venv cannot pass silently
+    python: Path
+    mode: str
+
+
+BENCHMARKS: list[Benchmark] = [
+    Benchmark('core', 'bench_core.py', 'entry span + exit span + header injection, one segment per request'),
+]
+
+CONFIGS: list[Config] = [
+    Config('baseline', OURS_PYTHON, 'baseline'),
+    Config('upstream', UPSTREAM_PYTHON, 'agent'),
+    Config('ours', OURS_PYTHON, 'agent'),
+]
+
+
+def log(message: str) -> None:
+    print(f'[bench] {message}', file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str | Path], timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, cwd=BENCH_DIR)
+
+
+def installed_version(python: Path, dist: str) -> str | None:
+    if not python.exists():
+        return None
+    proc = run([python, '-I', '-c', f'import importlib.metadata as m; print(m.version({dist!r}))'], timeout=60)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def ensure_upstream_venv() -> str | None:
+    """Create or reuse the upstream venv; return an error message on failure."""
+    if installed_version(UPSTREAM_PYTHON, UPSTREAM_PACKAGE) == UPSTREAM_VERSION:
+        return None
+    python311 = shutil.which('python3.11')
+    if python311 is None:
+        return 'python3.11 not found on PATH'
+    log(f'creating {UPSTREAM_VENV} with {UPSTREAM_PACKAGE}=={UPSTREAM_VERSION}')
+    steps: list[list[str | Path]] = [
+        [python311, '-m', 'venv', '--clear', UPSTREAM_VENV],
+        [UPSTREAM_PYTHON, '-m', 'pip', 'install', '-q', f'{UPSTREAM_PACKAGE}=={UPSTREAM_VERSION}'],
+    ]
+    for cmd in steps:
+        proc = run(cmd)
+        if proc.returncode != 0:
+            return f'{" ".join(map(str, cmd))} failed: {proc.stderr.strip()[-2000:]}'
+    found = installed_version(UPSTREAM_PYTHON, UPSTREAM_PACKAGE)
+    return None if found == UPSTREAM_VERSION else f'expected {UPSTREAM_PACKAGE} {UPSTREAM_VERSION}, found {found}'
+
+
+def ours_installed() -> bool:
+    """True once .venv imports our package (as opposed to nothing, or upstream)."""
+    code = "import skywalking; print(getattr(skywalking, '__distribution__', None))"
+    proc = run([OURS_PYTHON, '-I', '-c', code], timeout=60)
+    return proc.returncode == 0 and proc.stdout.strip() == 'company-skywalking'
+
+
+def run_leg(bench: Benchmark, config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    cmd: list[str | Path] = [config.python, '-I', BENCH_DIR / bench.script, '--mode', config.mode,
+                             '--requests', str(args.requests), '--rounds', str(args.rounds),
+                             '--warmup', str(args.warmup)]
+    log(f'{bench.name}/{config.name}: {" ".join(map(str, cmd))}')
+    try:
+        proc = run(cmd)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {'ok': False, 'error': f'{type(exc).__name__}: {exc}'}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+    if not lines:
+        return {'ok': False, 'error': f'exit {proc.returncode}, no JSON result; stderr: {proc.stderr.strip()[-2000:]}'}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if result.get('ok') and result.get('impl') != config.name:
+        result.update(ok=False, error=f'expected impl {config.name!r}, script ran {result.get("impl")!r}')
+    if result.get('ok') and proc.returncode != 0:
+        result.update(ok=False, error=f'exit {proc.returncode}: {proc.stderr.strip()[-2000:]}')
+    return result
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return '—' if value is None else format(value, spec)
+
+
+def median_us(result: dict[str, Any] | None) -> float | None:
+    if not result or not result.get('ok'):
+        return None
+    value: float = result['us_per_request']['median']
+    return value
+
+
+def table(bench: Benchmark, results: dict[str, dict[str, Any]]) -> str:
+    base = median_us(results.get('baseline'))
+    rows = [f'### {bench.name}: {bench.description}', '',
+            '| config | python | package | median µs/req | best µs/req | × baseline (median) | status |',
+            '|---|---|---|---:|---:|---:|---|']
+    for name, res in results.items():
+        med = median_us(res)
+        best = res['us_per_request']['best'] if res.get('ok') else None
+        pkg = f'{res["package"]} {res["version"]}' if res.get('package') else '—'
+        ratio = med / base if med is not None and base else None
+        status = 'ok' if res.get('ok') else 'n/a' if res.get('skipped') else 'FAILED'
+        if not res.get('ok'):
+            status += ': ' + str(res.get('error', '?')).replace('|', '/').splitlines()[0]
+        cells = [name, res.get('python', '—'), pkg, fmt(med, '.2f'), fmt(best, '.2f'), fmt(ratio, '.1f'), status]
+        rows.append('| ' + ' | '.join(cells) + ' |')
+    up, ours = median_us(results.get('upstream')), median_us(results.get('ours'))
+    rows.append('')
+    if up is not None and ours is not None:
+        rows.append(f'upstream / ours speed-up (median): **{up / ours:.2f}×**'
+                    + (f'; tracing overhead upstream {up - base:.2f} µs, ours {ours - base:.2f} µs' if base else ''))
+    else:
+        rows.append('upstream / ours speed-up: — (a leg did not complete)')
+    return '\n'.join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--requests', type=int, default=20_000, help='requests per round (default 20000)')
+    parser.add_argument('--rounds', type=int, default=7, help='timed rounds (default 7)')
+    parser.add_argument('--warmup', type=int, default=5_000, help='untimed requests first (default 5000)')
+    parser.add_argument('--only', action='append', choices=[b.name for b in BENCHMARKS], help='run only these')
+    args = parser.parse_args(argv)
+
+    upstream_error = ensure_upstream_venv()
+    have_ours = ours_installed()
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    print(f'python {platform.python_version()} ({sys.executable}), {platform.machine()}, {os.cpu_count()} CPUs; '
+          f'{args.rounds} rounds × {args.requests} requests after {args.warmup} warm-up, gc on\n')
+
+    failed: list[str] = []
+    for bench in BENCHMARKS:
+        if args.only and bench.name not in args.only:
+            continue
+        results: dict[str, dict[str, Any]] = {}
+        for config in CONFIGS:
+            if config.name == 'upstream' and upstream_error:
+                results[config.name] = {'ok': False, 'error': upstream_error}
+            elif config.name == 'ours' and not have_ours:
+                missing = 'company-skywalking not installed in .venv (pip install -e /work/main)'
+                results[config.name] = {'ok': False, 'skipped': True, 'error': missing}
+            else:
+                results[config.name] = run_leg(bench, config, args)
+            res = results[config.name]
+            if not res.get('ok'):
+                log(f'{bench.name}/{config.name} {"n/a" if res.get("skipped") else "FAILED"}: {res.get("error")}')
+                if res.get('traceback'):
+                    log(res['traceback'])
+                if config.name == 'baseline' or (config.name == 'ours' and have_ours):
+                    failed.append(f'{bench.name}/{config.name}')
+        print(table(bench, results) + '\n')
+        out = RESULTS_DIR / f'{bench.name}.json'
+        payload = {'benchmark': bench.name, 'description': bench.description, 'requests': args.requests,
+                   'rounds': args.rounds, 'warmup': args.warmup, 'results': results}
+        out.write_text(json.dumps(payload, indent=2) + '\n', encoding='utf-8')
+        print(f'wrote {out.relative_to(ROOT)}\n')
+
+    if failed:
+        print(f'FAILED legs: {", ".join(failed)}')
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""company-skywalking: a SkyWalking Python agent that speaks sw6 (OAP 6.6.0) and sw8."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = "0.1.0"
+
+setup(
+    name="company-skywalking",
+    version=VERSION,
+    description="SkyWalking Python agent with native sw6 (OAP 6.6.0) reporting and Ray support",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.14",
+    packages=find_packages(include=["skywalking", "skywalking.*", "sw_python", "sw_python.*"]),
+    package_data={"skywalking": ["py.typed"]},
+    install_requires=[
+        "grpcio>=1.49",
+        "protobuf>=3.20.3",
+        "wrapt>=1.14",
+        "packaging>=21",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6.80"],
+        "lint": ["ruff>=0.6"],
+    },
+    entry_points={"console_scripts": ["sw-python = skywalking.bootstrap.cli.sw_python:start"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+    ],
+)

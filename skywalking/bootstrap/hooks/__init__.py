@@ -1,0 +1,1 @@
+"""Hooks imported by pre-fork servers (e.g. uWSGI) to start the agent in each worker."""

@@ -1,0 +1,26 @@
+"""Reporters receive finished segments from the tracing core and deliver them somewhere."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from skywalking.trace.segment import Segment
+
+
+class Reporter:
+    """Interface: ``report`` is called once per finished segment, on the application's thread, and
+    must be quick and never raise. ``instance_id`` is the OAP instance id to stamp sw6 ids with
+    (0 until known; a reporter that registers with an OAP enables tracing itself when it is)."""
+
+    instance_id: int = 0
+
+    def start(self) -> None:
+        """Begin delivering (threads, connections)."""
+
+    def report(self, segment: Segment) -> bool:
+        """Accept a segment; False if it was dropped."""
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush what can be sent within ``timeout`` seconds and release resources; never raises."""

@@ -1,0 +1,46 @@
+"""An in-memory reporter for tests and benchmarks: keeps the newest segments in a bounded deque."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from skywalking.reporter import Reporter
+
+if TYPE_CHECKING:
+    from skywalking.trace.segment import Segment
+    from skywalking.trace.span import Span
+
+
+class MemoryReporter(Reporter):
+    """``segments`` holds the newest ``maxlen`` segments (all of them if None); ``count`` is the total."""
+
+    def __init__(self, maxlen: int | None = None, instance_id: int = 2) -> None:
+        self.segments: deque[Segment] = deque(maxlen=maxlen)
+        self.count = 0
+        self.instance_id = instance_id  # what a fresh OAP 6.6.0 hands out first (id 1 is "User")
+        self._counter = itertools.count(1)
+
+    def report(self, segment: Segment) -> bool:
+        self.segments.append(segment)  # deque.append and next() are atomic: no lock on the hot path
+        self.count = next(self._counter)
+        return True
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until at least ``count`` segments have been reported."""
+        deadline = time.monotonic() + timeout
+        while self.count < count:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def spans(self) -> list[Span]:
+        return [span for seg in self.segments for span in seg.spans]
+
+    def clear(self) -> None:
+        self.segments.clear()
+        self._counter = itertools.count(1)
+        self.count = 0

@@ -1,0 +1,475 @@
+"""Tracing contexts: one segment of spans per context, one context per thread or task chain.
+
+``get_context()`` returns the context of the active span, or a fresh one. Contexts live in a
+``ContextVar``: asyncio tasks inherit the caller's; a context used from another thread (for
+example through ``contextvars.copy_context`` or ``asyncio.to_thread``) gets a new segment linked
+to the calling span by a CrossThread reference, so a segment never has two writers. Nothing is
+traced until the agent says tracing is ready (sw6: once the OAP has issued the instance id).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from skywalking import Component, Kind, Layer, config
+from skywalking.loggings import logger
+from skywalking.trace.carrier import SW6, SW8, Carrier
+from skywalking.trace.ids import ID, new_sw6_id, new_sw8_id
+from skywalking.trace.segment import Segment, SegmentRef
+from skywalking.trace.snapshot import Snapshot
+from skywalking.trace.span import EntrySpan, ExitSpan, IllegalStateError, NoopSpan, Span, _active, entry_view
+
+__all__ = ["NoopContext", "SpanContext", "get_context", "suppress_tracing"]
+
+SPAN_LIMIT_PER_SEGMENT = 300  # Java Agent.SPAN_LIMIT_PER_SEGMENT; further spans are no-ops
+OPERATION_NAME_THRESHOLD = 500  # Java Agent.OPERATION_NAME_THRESHOLD
+_get_ident = threading.get_ident
+_time_ns = time.time_ns
+_ENTRY, _EXIT = Kind.Entry, Kind.Exit
+
+
+from skywalking.trace.tracer import TRACER  # noqa: E402
+
+
+def enable(reporter: Callable[[Segment], Any], *, service: str, instance: str, instance_id: int = 0,
+           protocol: str = "v6", sample_n_per_3_secs: int = 0) -> None:
+    """Start tracing: finished segments go to ``reporter`` (called once per segment)."""
+    t = TRACER
+    t.protocol, t.v6 = protocol, protocol == "v6"
+    t.service, t.instance, t.instance_id = service, instance, instance_id
+    t.sample_limit, t.sample_count, t.sample_window = sample_n_per_3_secs, 0, 0.0
+    _ignored.clear()
+    t.reporter = reporter
+
+
+def disable() -> None:
+    """Stop tracing: ``get_context()`` returns the no-op context from now on."""
+    TRACER.reporter = None
+
+
+_ignored: dict[str, bool] = {}
+
+
+def _is_ignored(op: str) -> bool:
+    v = _ignored.get(op)
+    if v is None:
+        regex = config.RE_IGNORE_PATH
+        v = regex is not None and regex.match(op) is not None
+        if len(_ignored) >= 2048:
+            _ignored.clear()
+        _ignored[op] = v
+    return v
+
+
+def _set_endpoints(ref: SegmentRef, entry_raw: str, parent_raw: str) -> None:
+    if entry_raw.startswith("#"):
+        ref.entry_endpoint = entry_raw[1:]
+    else:
+        ref.entry_endpoint_id = int(entry_raw)
+    if parent_raw.startswith("#"):
+        ref.endpoint = parent_raw[1:]
+    else:
+        ref.endpoint_id = int(parent_raw)
+
+
+class SpanContext:
+    """The spans of one segment. Created by ``get_context()``; not shared between threads."""
+
+    __slots__ = ("_archived", "_correlation", "_first", "_last", "_lock", "_nspans", "_parent", "_pending",
+                 "_segment", "_sid", "_thread", "create_time", "profile_status")
+
+    def __init__(self, parent: Span | None = None) -> None:
+        self._segment: Segment | None = None
+        self._first: Span | None = None
+        self._sid = 0
+        self._nspans = 0
+        self._pending = 0
+        self._lock: threading.Lock | None = None
+        self._archived = False
+        self._last: tuple[ID, ID, str | None, bool, SegmentRef | None] | None = None  # the archived segment
+        self._thread = _get_ident()
+        self._parent = parent  # span of another thread/finished segment this context continues
+        self._correlation: dict[str, str] | None = None
+        self.create_time = 0
+        self.profile_status = None
+
+    # -- segment ----------------------------------------------------------------------------------
+
+    @property
+    def segment(self) -> Segment:
+        seg = self._segment
+        if seg is None or self._archived:
+            seg = self._start_segment(None)
+        return seg
+
+    def _start_segment(self, trace_id: ID | None) -> Segment:
+        t = TRACER
+        if trace_id is None:
+            link = self._link_info() or (self._parent._link_target() if self._parent is not None else None)
+            if link is not None:
+                trace_id = link[0]  # continue the trace of a held or parent context
+        ms = _time_ns() // 1_000_000
+        seg_id = new_sw6_id(t.instance_id, ms) if t.v6 else new_sw8_id(ms)
+        seg = Segment(seg_id, trace_id or seg_id, ms, t.instance_id)
+        self._segment = seg
+        self._archived = False
+        self._sid = 0
+        self._first = None
+        self.create_time = seg.timestamp
+        return seg
+
+    @property
+    def active_span(self) -> Span | None:
+        span = _active.get()
+        while span is not None and span._done:
+            span = span._prev
+        return span if span is not None and span.context is self else None
+
+    @property
+    def primary_endpoint(self) -> str | None:
+        first = self._first
+        return first.op if first is not None else None
+
+    # -- span creation ----------------------------------------------------------------------------
+
+    def new_entry_span(self, op: str, carrier: Carrier | None = None, inherit: Component | None = None,
+                       **kwargs: Any) -> Span:
+        parent = _active.get()
+        if parent is not None and (parent._done or parent.context is not self):
+            parent = self.active_span
+        if parent is not None and parent.kind is _ENTRY and inherit is not None and inherit == parent.component:
+            parent.op = op
+            if carrier is not None and not parent.refs:
+                self._extract(parent, carrier)
+            return parent
+        header = carrier.decode() if carrier is not None else None
+        span = self._new_span(EntrySpan, op, parent, header, **kwargs)
+        if header is not None and span.context is self:
+            self._apply_header(span, header)
+            self._adopt_correlation(carrier)  # type: ignore[arg-type]
+        return span
+
+    def new_exit_span(self, op: str, peer: str | None = None, component: Component | None = None,
+                      inherit: Component | None = None, **kwargs: Any) -> Span:
+        parent = _active.get()
+        if parent is not None and (parent._done or parent.context is not self):
+            parent = self.active_span
+        if parent is not None and parent.kind is _EXIT and parent.inherit is not None \
+                and parent.inherit == component:
+            parent.op = op
+            parent.peer = peer
+            parent.component = component
+            return parent
+        span = self._new_span(ExitSpan, op, parent, None, peer=peer, component=component, **kwargs)
+        if inherit is not None:
+            span.inherit = inherit
+        return span
+
+    def new_local_span(self, op: str, **kwargs: Any) -> Span:
+        return self._new_span(Span, op, self.active_span, None, **kwargs)
+
+    def _new_span(self, cls: type[Span], op: str, parent: Span | None, header: SW6 | SW8 | None,
+                  peer: str | None = None, component: Component | None = None, layer: Layer | None = None) -> Span:
+        ignored = _ignored.get(op)
+        if ignored is None:
+            ignored = _is_ignored(op) if op else False
+        if ignored:
+            return NoopSpan(NOOP_CONTEXT)
+        seg = self._segment
+        if seg is None or self._archived:
+            if header is None and TRACER.sample_limit and self._parent is None and seg is None \
+                    and not TRACER.sample_root():
+                return NoopSpan(NOOP_CONTEXT)
+            seg = self._start_segment(header.trace_id if header is not None and TRACER.v6 == isinstance(header, SW6)
+                                      else None)
+        sid = self._sid
+        if sid >= SPAN_LIMIT_PER_SEGMENT:
+            seg.is_size_limited = True
+            return NoopSpan(NOOP_CONTEXT)
+        self._sid = sid + 1
+        if op and len(op) > OPERATION_NAME_THRESHOLD:
+            op = op[:OPERATION_NAME_THRESHOLD]
+        span = cls(self, sid, parent.sid if parent is not None else -1, op, peer, None, component, layer)
+        if sid == 0:
+            self._first = span
+            if self._parent is not None and header is None:
+                self._link(span, self._parent)
+        return span
+
+    # -- lifecycle (called by spans) ----------------------------------------------------------------
+
+    def _span_started(self) -> None:
+        lock = self._lock
+        if lock is None:
+            self._nspans += 1
+        else:
+            with lock:
+                self._nspans += 1
+
+    def _span_stopped(self, span: Span | None) -> None:
+        lock = self._lock
+        if lock is None:
+            if span is not None:
+                self._segment.spans.append(span)  # type: ignore[union-attr]
+            n = self._nspans = self._nspans - 1
+            if n == 0:
+                self._archive()
+            return
+        with lock:
+            if span is not None:
+                self._segment.spans.append(span)  # type: ignore[union-attr]
+            self._nspans -= 1
+            done = self._nspans == 0 and self._pending == 0 and not self._archived
+            if done:
+                self._archived = True
+        if done:
+            self._archive()
+
+    def _async_prepared(self) -> None:
+        if self._lock is None:
+            self._lock = threading.Lock()
+        with self._lock:
+            self._pending += 1
+
+    def _async_finished(self, span: Span) -> None:
+        with self._lock:  # type: ignore[union-attr]
+            self._segment.spans.append(span)  # type: ignore[union-attr]
+            self._pending -= 1
+            done = self._nspans == 0 and self._pending == 0 and not self._archived
+            if done:
+                self._archived = True
+        if done:
+            self._archive()
+
+    def _archive(self) -> None:
+        self._archived = True
+        seg = self._segment
+        if seg is None:
+            return
+        # break the segment -> span -> context -> segment cycle so finished requests need no GC; keep
+        # what a later span of this context (or a task that outlived it) needs to link to it
+        first = self._first
+        self._last = (seg.related_traces[0], seg.segment_id, first.op if first else None,
+                      first is not None and first.kind is _ENTRY, first.refs[0] if first and first.refs else None)
+        self._segment = None
+        self._first = None
+        reporter = TRACER.reporter
+        if reporter is None or not seg.spans:
+            return
+        try:
+            reporter(seg)
+        except Exception:  # never into the application
+            logger.exception("reporter failed to accept a segment")
+
+    # -- propagation ------------------------------------------------------------------------------
+
+    def _extract(self, span: Span, carrier: Carrier) -> None:
+        header = carrier.decode()
+        if header is not None:
+            self._apply_header(span, header)
+            self._adopt_correlation(carrier)
+
+    def _apply_header(self, span: Span, h: SW6 | SW8) -> None:
+        """Continue the caller's trace; add a CrossProcess ref when the protocol can express it
+        (spec §4.4: sw6 under v6, sw8 under v8; across versions only the trace id carries over)."""
+        seg = self._segment or self.segment
+        v6 = TRACER.v6
+        if isinstance(h, SW6):
+            if not v6:
+                seg.relate(ID(h.trace_id.value))
+                return
+            ref = SegmentRef("CrossProcess", h.trace_id, h.segment_id, h.span_id)
+            ref.parent_instance_id = h.parent_instance_id
+            ref.entry_instance_id = h.entry_instance_id
+            if h.peer.startswith("#"):
+                ref.client_address = h.peer[1:]
+            else:
+                ref.peer_id = int(h.peer)
+            _set_endpoints(ref, h.entry_endpoint, h.parent_endpoint)
+        else:
+            if v6:
+                if h.trace_id.parts is not None:
+                    seg.relate(h.trace_id)
+                else:
+                    logger.debug("sw8 trace id %r has no sw6 form; starting a new trace", h.trace_id.value)
+                return
+            ref = SegmentRef("CrossProcess", h.trace_id, h.segment_id, h.span_id)
+            ref.service = h.service
+            ref.service_instance = h.service_instance
+            ref.endpoint = h.endpoint
+            ref.client_address = h.client_address
+        seg.relate(h.trace_id)
+        span.refs = [*span.refs, ref]
+
+    def _adopt_correlation(self, carrier: Carrier) -> None:
+        incoming = carrier.inbound_correlation()
+        if incoming:
+            for k, v in incoming.items():
+                self.put_correlation(k, v)
+
+    # -- correlation --------------------------------------------------------------------------------
+
+    def put_correlation(self, key: str, value: str | None) -> None:
+        """Set (or with ``None`` remove) a correlation entry, within the configured limits."""
+        corr = self._correlation
+        if value is None:
+            if corr:
+                corr.pop(key, None)
+            return
+        if not key or len(value) > config.correlation_value_max_length:
+            return
+        if corr is None:
+            corr = self._correlation = {}
+        if key in corr or len(corr) < config.correlation_element_max_number:
+            corr[key] = value
+
+    def get_correlation(self, key: str) -> str | None:
+        return self._correlation.get(key) if self._correlation else None
+
+    # -- cross-thread -----------------------------------------------------------------------------
+
+    def capture(self) -> Snapshot | None:
+        """A snapshot of the active span, to continue this trace in another thread."""
+        span = self.active_span
+        seg = self._segment
+        if span is None or seg is None:
+            return None
+        _, seg_id, first_op, first_is_entry, first_ref = self._link_info()  # type: ignore[misc]
+        return Snapshot(seg_id, span.sid, seg.related_traces[0], first_op, dict(self._correlation or {}),
+                        *entry_view(first_op, first_is_entry, first_ref, TRACER.instance_id))
+
+    def continued(self, snapshot: Snapshot | None) -> None:
+        """Link the active span to a snapshot taken in another thread (a CrossThread ref)."""
+        if snapshot is None or not snapshot.is_valid():
+            return
+        span = self.active_span
+        if span is None or snapshot.is_from_current(self):
+            return
+        self.segment.relate(snapshot.trace_id)
+        for k, v in snapshot.correlation.items():
+            self.put_correlation(k, v)
+        if span.kind is _ENTRY:
+            return  # OAP 6.6.0 drops entry spans whose refs lack a network address (§8.5)
+        span.refs = [*span.refs, snapshot.to_ref(TRACER.service, TRACER.instance, TRACER.instance_id)]
+
+    def _link_info(self) -> tuple[ID, ID, str | None, bool, SegmentRef | None] | None:
+        """(trace id, segment id, first op, first is entry, first ref) of the live or last segment."""
+        seg = self._segment
+        if seg is not None and not self._archived:
+            first = self._first
+            return (seg.related_traces[0], seg.segment_id, first.op if first else None,
+                    first is not None and first.kind is _ENTRY, first.refs[0] if first and first.refs else None)
+        return self._last
+
+    def _link(self, span: Span, parent: Span) -> None:
+        """First span of a context that continues ``parent`` (another thread or a finished segment)."""
+        info = parent._link_target()
+        if info is None:
+            return
+        trace_id, segment_id, first_op, first_is_entry, first_ref = info
+        self._segment.relate(trace_id)  # type: ignore[union-attr]
+        if span.kind is _ENTRY:
+            return  # OAP 6.6.0 drops entry spans whose refs lack a network address (§8.5)
+        snap = Snapshot(segment_id, parent.sid, trace_id, first_op, {},
+                        *entry_view(first_op, first_is_entry, first_ref, TRACER.instance_id))
+        span.refs = [*span.refs, snap.to_ref(TRACER.service, TRACER.instance, TRACER.instance_id)]
+
+
+class _NoopSegment:
+    def __init__(self) -> None:
+        self.segment_id = ID("N/A")
+        self.related_traces = [ID("N/A")]
+        self.spans: list[Span] = []
+        self.is_size_limited = False
+
+    def relate(self, trace_id: ID) -> None:
+        pass
+
+    def archive(self, span: Span) -> None:
+        pass
+
+
+class NoopContext:
+    """The context of requests that are not traced: every span is a ``NoopSpan``."""
+
+    def __init__(self) -> None:
+        self.segment = _NoopSegment()
+        self.create_time = 0
+        self.profile_status = None
+        self.primary_endpoint = None
+
+    def new_entry_span(self, op: str, carrier: Carrier | None = None, inherit: Component | None = None,
+                       **kwargs: Any) -> Span:
+        return NoopSpan(self, _ENTRY)
+
+    def new_exit_span(self, op: str, peer: str | None = None, component: Component | None = None,
+                      inherit: Component | None = None, **kwargs: Any) -> Span:
+        return NoopSpan(self, _EXIT)
+
+    def new_local_span(self, op: str, **kwargs: Any) -> Span:
+        return NoopSpan(self, Kind.Local)
+
+    @property
+    def active_span(self) -> Span | None:
+        span = _active.get()
+        return span if span is not None and span.context is self and not span._done else None
+
+    def put_correlation(self, key: str, value: str | None) -> None:
+        pass
+
+    def get_correlation(self, key: str) -> str | None:
+        return None
+
+    def capture(self) -> Snapshot | None:
+        return None
+
+    def continued(self, snapshot: Snapshot | None) -> None:
+        pass
+
+
+NOOP_CONTEXT = NoopContext()
+
+
+def get_context() -> SpanContext | NoopContext:
+    """The context of the active span in this thread/task, or a new one."""
+    top = _active.get()
+    if top is not None:
+        if top._done:
+            first_done = top
+            while top is not None and top._done:
+                top = top._prev
+            if top is None:  # e.g. a task that outlived its request: continue that trace
+                ctx = first_done.context
+                if ctx is NOOP_CONTEXT or TRACER.reporter is None:
+                    return NOOP_CONTEXT
+                return SpanContext(first_done)
+        ctx = top.context
+        if ctx is NOOP_CONTEXT or ctx._thread == _get_ident():
+            return ctx
+        return SpanContext(top) if TRACER.reporter is not None else NOOP_CONTEXT
+    return SpanContext() if TRACER.reporter is not None else NOOP_CONTEXT
+
+
+@contextmanager
+def suppress_tracing() -> Iterator[None]:
+    """Nothing inside this block is traced (the agent wraps its own network calls in it)."""
+    span = NoopSpan(NOOP_CONTEXT)
+    span.start()
+    try:
+        yield
+    finally:
+        span.stop()
+
+
+def peek(raise_if_none: bool = False) -> Span | None:
+    """The active span, if any."""
+    span = _active.get()
+    while span is not None and span._done:
+        span = span._prev
+    if span is None and raise_if_none:
+        raise IllegalStateError("No active span")
+    return span

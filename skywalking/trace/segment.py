@@ -1,0 +1,65 @@
+"""Segments (the spans of one context in one thread) and their references to parent segments."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from skywalking.trace.ids import ID
+
+if TYPE_CHECKING:
+    from skywalking.trace.span import Span
+
+
+class SegmentRef:
+    """A link to the parent segment, from a header (CrossProcess) or a snapshot (CrossThread).
+
+    Wire-neutral: it keeps the sw6 view (instance ids, ``#``-free names or ids) and the sw8 view
+    (service and instance names); each encoder uses what its protocol can express.
+    """
+
+    __slots__ = ("client_address", "endpoint", "endpoint_id", "entry_endpoint", "entry_endpoint_id",
+                 "entry_instance_id", "parent_instance_id", "peer_id", "ref_type", "segment_id", "service",
+                 "service_instance", "span_id", "trace_id")
+
+    def __init__(self, ref_type: str, trace_id: ID, segment_id: ID, span_id: int) -> None:
+        self.ref_type = ref_type  # 'CrossProcess' or 'CrossThread'
+        self.trace_id = trace_id
+        self.segment_id = segment_id
+        self.span_id = span_id
+        self.service = ""  # parent service name (sw8 view)
+        self.service_instance = ""  # parent instance name (sw8 view)
+        self.endpoint = ""  # parent endpoint name
+        self.endpoint_id = 0  # parent endpoint id: 0 = use the name, -1 = no real endpoint
+        self.client_address = ""  # network address used by the caller (peer)
+        self.peer_id = 0  # the same as an OAP network-address id (sw6)
+        self.parent_instance_id = 0  # sw6 view
+        self.entry_instance_id = 0
+        self.entry_endpoint = ""
+        self.entry_endpoint_id = 0
+
+    def __repr__(self) -> str:
+        return "SegmentRef(" + ", ".join(f"{s}={getattr(self, s)!r}" for s in SegmentRef.__slots__) + ")"
+
+
+class Segment:
+    """Finished spans of one context, in finish order (children first, as the Java agent sends)."""
+
+    __slots__ = ("is_size_limited", "related_traces", "segment_id", "service_instance_id", "spans", "timestamp")
+
+    def __init__(self, segment_id: ID, trace_id: ID, timestamp: int, service_instance_id: int = 0) -> None:
+        self.segment_id = segment_id
+        self.related_traces: list[ID] = [trace_id]
+        self.spans: list[Span] = []
+        self.timestamp = timestamp  # epoch ms
+        self.is_size_limited = False
+        self.service_instance_id = service_instance_id  # sw6: the OAP instance id the ids were made with
+
+    def relate(self, trace_id: ID) -> None:
+        """Adopt a propagated trace id in place of the generated one."""
+        self.related_traces[0] = trace_id
+
+    def archive(self, span: Span) -> None:
+        self.spans.append(span)
+
+    def __repr__(self) -> str:
+        return f"Segment({self.segment_id}, trace={self.related_traces[0]}, spans={len(self.spans)})"

@@ -1,0 +1,44 @@
+"""Snapshots: what another thread needs to continue a trace (``capture()`` / ``continued()``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skywalking.trace.ids import ID
+from skywalking.trace.segment import SegmentRef
+
+
+class Snapshot:
+    __slots__ = ("correlation", "endpoint", "entry_endpoint_raw", "entry_instance_id", "parent_endpoint_raw",
+                 "segment_id", "span_id", "trace_id")
+
+    def __init__(self, segment_id: ID | None = None, span_id: int = -1, trace_id: ID | None = None,
+                 endpoint: str | None = None, correlation: dict[str, str] | None = None,
+                 entry_instance_id: int = 0, entry_endpoint_raw: str = "-1", parent_endpoint_raw: str = "-1") -> None:
+        self.segment_id = segment_id
+        self.span_id = span_id
+        self.trace_id = trace_id
+        self.endpoint = endpoint  # first span's operation name (sw8 parent endpoint)
+        self.correlation = correlation or {}
+        self.entry_instance_id = entry_instance_id  # sw6 view, compressed endpoint forms
+        self.entry_endpoint_raw = entry_endpoint_raw
+        self.parent_endpoint_raw = parent_endpoint_raw
+
+    def is_valid(self) -> bool:
+        return self.segment_id is not None and self.span_id > -1 and self.trace_id is not None
+
+    def is_from_current(self, context: Any) -> bool:
+        seg = getattr(context, "_segment", None)
+        return seg is not None and seg.segment_id == self.segment_id
+
+    def to_ref(self, service: str, instance: str, instance_id: int) -> SegmentRef:
+        """A CrossThread ref; the parent is this same process (service, instance)."""
+        ref = SegmentRef("CrossThread", self.trace_id, self.segment_id, self.span_id)  # type: ignore[arg-type]
+        ref.service = service
+        ref.service_instance = instance
+        ref.endpoint = self.endpoint or ""
+        ref.parent_instance_id = instance_id
+        ref.entry_instance_id = self.entry_instance_id or instance_id
+        from skywalking.trace.context import _set_endpoints
+        _set_endpoints(ref, self.entry_endpoint_raw, self.parent_endpoint_raw)  # sw6 ids win over names
+        return ref

@@ -1,0 +1,82 @@
+"""Agent lifecycle in real interpreters: the user's seed demo, inactive options, start/stop safety."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SW_")}
+    full["PYTHONPATH"] = str(ROOT)
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+
+
+def test_seed_demo_imports_and_configures() -> None:
+    code = """
+import sys
+sys.path.insert(0, 'tests/fixtures')
+import seed_demo
+from skywalking import agent, config
+seed_demo.Downstream.func_or_class()           # config.init(...) + agent.start() as in the user's __init__
+assert agent.started() and config.agent_name == 'ray-downstream'
+assert config.kafka_bootstrap_servers == 'localhost:9094' and config.agent_protocol_version == 'v6'
+# serve.ingress wraps the user's class in an ASGI wrapper; run the user's own __init__
+user_cls = next(c for c in seed_demo.Upstream.func_or_class.__mro__ if c.__dict__.get('upstream'))
+user_cls.__init__(object.__new__(user_cls), downstream=None)  # a second start: a logged no-op
+assert config.agent_name == 'ray-upstream'
+agent.stop()
+print('SEED-OK')
+"""
+    out = run(code)
+    assert out.returncode == 0, out.stderr
+    assert "SEED-OK" in out.stdout
+    assert "Traceback" not in out.stderr
+    err = out.stderr
+    assert err.count("inactive options (OAP 6.6.0 has no receiver for them): agent_log_reporter_active, "
+                     "agent_meter_reporter_active, agent_pvm_meter_reporter_active, agent_profile_active") == 1
+    assert "already started in this process" in err
+
+
+def test_unsupported_transport_is_reported_not_raised() -> None:
+    out = run("from skywalking import agent, config\n"
+              "config.init(agent_protocol='kafka', agent_protocol_version='v8', agent_asyncio_enhancement=True)\n"
+              "agent.start(); agent.start(); agent.stop(); agent.stop(); print('OK')")
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr
+    assert out.stderr.count("agent_protocol 'kafka' is not implemented; reporting over grpc") == 1
+    assert "company-skywalking does not implement them" in out.stderr
+    assert "agent_asyncio_enhancement is accepted but unused" in out.stderr
+
+
+def test_cli_debug_forces_debug_logging() -> None:
+    out = run("from skywalking import agent, loggings\nimport logging\nagent.start()\n"
+              "print(loggings.logger.level == logging.DEBUG)", {"SW_AGENT_SW_PYTHON_CLI_DEBUG_ENABLED": "true"})
+    assert out.stdout.strip().endswith("True"), out.stderr
+
+
+def test_fork_support_restarts_in_the_child() -> None:
+    code = """
+import os
+from skywalking import agent, config
+from skywalking.reporter.memory import MemoryReporter
+from skywalking.trace.context import get_context
+config.init(agent_experimental_fork_support=True, agent_instance_name='inst')
+agent.start(reporter=MemoryReporter())
+pid = os.fork()
+if pid == 0:
+    ok = agent.started() and config.agent_instance_name == f'inst-child({os.getpid()})'
+    with get_context().new_local_span('child-work'):
+        pass
+    rep = agent.agent._reporter
+    os._exit(0 if ok and rep.count == 1 else 3)
+_, status = os.waitpid(pid, 0)
+print('CHILD', os.waitstatus_to_exitcode(status), config.agent_instance_name)
+"""
+    out = run(code)
+    assert "CHILD 0 inst" in out.stdout, out.stdout + out.stderr

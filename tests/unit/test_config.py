@@ -1,0 +1,235 @@
+"""The config table: upstream names, env vars and defaults; parsing; derived settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from skywalking import config
+
+# (name, env var, default) of every upstream 1.2.0 option (spec/upstream-python.md §1.3), except
+# agent_instance_name whose default is random.
+UPSTREAM = [
+    ("agent_collector_backend_services", "SW_AGENT_COLLECTOR_BACKEND_SERVICES", "oap_host:oap_port"),
+    ("agent_protocol", "SW_AGENT_PROTOCOL", "grpc"),
+    ("agent_name", "SW_AGENT_NAME", "Python Service Name"),
+    ("agent_namespace", "SW_AGENT_NAMESPACE", ""),
+    ("kafka_bootstrap_servers", "SW_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+    ("kafka_namespace", "SW_KAFKA_NAMESPACE", ""),
+    ("kafka_topic_management", "SW_KAFKA_TOPIC_MANAGEMENT", "skywalking-managements"),
+    ("kafka_topic_segment", "SW_KAFKA_TOPIC_SEGMENT", "skywalking-segments"),
+    ("kafka_topic_log", "SW_KAFKA_TOPIC_LOG", "skywalking-logs"),
+    ("kafka_topic_meter", "SW_KAFKA_TOPIC_METER", "skywalking-meters"),
+    ("kafka_reporter_custom_configurations", "SW_KAFKA_REPORTER_CUSTOM_CONFIGURATIONS", ""),
+    ("agent_force_tls", "SW_AGENT_FORCE_TLS", False),
+    ("agent_authentication", "SW_AGENT_AUTHENTICATION", ""),
+    ("agent_logging_level", "SW_AGENT_LOGGING_LEVEL", "INFO"),
+    ("agent_collector_heartbeat_period", "SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD", 30),
+    ("agent_collector_properties_report_period_factor", "SW_AGENT_COLLECTOR_PROPERTIES_REPORT_PERIOD_FACTOR", 10),
+    ("agent_instance_properties_json", "SW_AGENT_INSTANCE_PROPERTIES_JSON", ""),
+    ("agent_experimental_fork_support", "SW_AGENT_EXPERIMENTAL_FORK_SUPPORT", False),
+    ("agent_queue_timeout", "SW_AGENT_QUEUE_TIMEOUT", 1),
+    ("agent_asyncio_enhancement", "SW_AGENT_ASYNCIO_ENHANCEMENT", False),
+    ("agent_sw_python_bootstrap_propagate", "SW_AGENT_SW_PYTHON_BOOTSTRAP_PROPAGATE", False),
+    ("agent_sw_python_cli_debug_enabled", "SW_AGENT_SW_PYTHON_CLI_DEBUG_ENABLED", False),
+    ("agent_trace_reporter_max_buffer_size", "SW_AGENT_TRACE_REPORTER_MAX_BUFFER_SIZE", 10000),
+    ("agent_trace_ignore_path", "SW_AGENT_TRACE_IGNORE_PATH", ""),
+    ("agent_ignore_suffix", "SW_AGENT_IGNORE_SUFFIX", ".jpg,.jpeg,.js,.css,.png,.bmp,.gif,.ico,.mp3,.mp4,.html,.svg"),
+    ("correlation_element_max_number", "SW_CORRELATION_ELEMENT_MAX_NUMBER", 3),
+    ("correlation_value_max_length", "SW_CORRELATION_VALUE_MAX_LENGTH", 128),
+    ("agent_profile_active", "SW_AGENT_PROFILE_ACTIVE", True),
+    ("agent_collector_get_profile_task_interval", "SW_AGENT_COLLECTOR_GET_PROFILE_TASK_INTERVAL", 20),
+    ("agent_profile_max_parallel", "SW_AGENT_PROFILE_MAX_PARALLEL", 5),
+    ("agent_profile_duration", "SW_AGENT_PROFILE_DURATION", 10),
+    ("agent_profile_dump_max_stack_depth", "SW_AGENT_PROFILE_DUMP_MAX_STACK_DEPTH", 500),
+    ("agent_profile_snapshot_transport_buffer_size", "SW_AGENT_PROFILE_SNAPSHOT_TRANSPORT_BUFFER_SIZE", 50),
+    ("agent_log_reporter_active", "SW_AGENT_LOG_REPORTER_ACTIVE", True),
+    ("agent_log_reporter_safe_mode", "SW_AGENT_LOG_REPORTER_SAFE_MODE", False),
+    ("agent_log_reporter_max_buffer_size", "SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE", 10000),
+    ("agent_log_reporter_level", "SW_AGENT_LOG_REPORTER_LEVEL", "WARNING"),
+    ("agent_log_reporter_ignore_filter", "SW_AGENT_LOG_REPORTER_IGNORE_FILTER", False),
+    ("agent_log_reporter_formatted", "SW_AGENT_LOG_REPORTER_FORMATTED", True),
+    ("agent_log_reporter_layout", "SW_AGENT_LOG_REPORTER_LAYOUT",
+     "%(asctime)s [%(threadName)s] %(levelname)s %(name)s - %(message)s"),
+    ("agent_cause_exception_depth", "SW_AGENT_CAUSE_EXCEPTION_DEPTH", 10),
+    ("agent_meter_reporter_active", "SW_AGENT_METER_REPORTER_ACTIVE", True),
+    ("agent_meter_reporter_max_buffer_size", "SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE", 10000),
+    ("agent_meter_reporter_period", "SW_AGENT_METER_REPORTER_PERIOD", 20),
+    ("agent_pvm_meter_reporter_active", "SW_AGENT_PVM_METER_REPORTER_ACTIVE", True),
+    ("agent_disable_plugins", "SW_AGENT_DISABLE_PLUGINS", []),
+    ("plugin_http_http_params_length_threshold", "SW_PLUGIN_HTTP_HTTP_PARAMS_LENGTH_THRESHOLD", 1024),
+    ("plugin_http_ignore_method", "SW_PLUGIN_HTTP_IGNORE_METHOD", ""),
+    ("plugin_sql_parameters_max_length", "SW_PLUGIN_SQL_PARAMETERS_MAX_LENGTH", 0),
+    ("plugin_pymongo_trace_parameters", "SW_PLUGIN_PYMONGO_TRACE_PARAMETERS", False),
+    ("plugin_pymongo_parameters_max_length", "SW_PLUGIN_PYMONGO_PARAMETERS_MAX_LENGTH", 512),
+    ("plugin_elasticsearch_trace_dsl", "SW_PLUGIN_ELASTICSEARCH_TRACE_DSL", False),
+    ("plugin_flask_collect_http_params", "SW_PLUGIN_FLASK_COLLECT_HTTP_PARAMS", False),
+    ("plugin_sanic_collect_http_params", "SW_PLUGIN_SANIC_COLLECT_HTTP_PARAMS", False),
+    ("plugin_django_collect_http_params", "SW_PLUGIN_DJANGO_COLLECT_HTTP_PARAMS", False),
+    ("plugin_fastapi_collect_http_params", "SW_PLUGIN_FASTAPI_COLLECT_HTTP_PARAMS", False),
+    ("plugin_bottle_collect_http_params", "SW_PLUGIN_BOTTLE_COLLECT_HTTP_PARAMS", False),
+    ("plugin_celery_parameters_length", "SW_PLUGIN_CELERY_PARAMETERS_LENGTH", 512),
+    ("plugin_grpc_ignored_methods", "SW_PLUGIN_GRPC_IGNORED_METHODS", ""),
+    ("sample_n_per_3_secs", "SW_SAMPLE_N_PER_3_SECS", 0),
+]
+
+
+def fresh_config(env: dict[str, str], code: str) -> str:
+    """Run ``code`` in a new interpreter (env vars are read at import) and return its stdout."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SW_")}
+    full.update(env)
+    out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(("name", "env", "default"), UPSTREAM, ids=[u[0] for u in UPSTREAM])
+def test_every_upstream_option_has_its_name_env_and_default(name: str, env: str, default: object) -> None:
+    opt = next(o for o in config.OPTIONS if o.name == name)
+    assert opt.env_var == env
+    assert opt.default == default
+    assert opt.doc
+
+
+def test_table_has_61_upstream_options_plus_ours() -> None:
+    names = {o.name for o in config.OPTIONS}
+    assert len(UPSTREAM) + 1 == 61  # + agent_instance_name
+    assert {u[0] for u in UPSTREAM} | {"agent_instance_name"} <= names
+    assert {"agent_protocol_version", "agent_propagation"} <= names
+    assert len(names) == len(config.OPTIONS)
+
+
+def test_env_vars_are_read_at_import() -> None:
+    env = {"SW_AGENT_NAME": "svc-a", "SW_AGENT_FORCE_TLS": "True", "SW_SAMPLE_N_PER_3_SECS": "7",
+           "SW_AGENT_DISABLE_PLUGINS": "sw_grpc, sw_redis", "SW_AGENT_PROTOCOL_VERSION": "V8",
+           "SW_AGENT_PROPAGATION": "sw8,sw6", "SW_AGENT_PROFILE_ACTIVE": "false"}
+    out = fresh_config(env, "import json; from skywalking import config as c; print(json.dumps(c.options()))")
+    values = json.loads(out.splitlines()[0])
+    assert values["agent_name"] == "svc-a"
+    assert values["agent_force_tls"] is True
+    assert values["sample_n_per_3_secs"] == 7
+    assert values["agent_disable_plugins"] == ["sw_grpc", "sw_redis"]
+    assert values["agent_protocol_version"] == "v8"
+    assert values["agent_propagation"] == "sw8,sw6"
+    assert values["agent_profile_active"] is False
+
+
+def test_bad_env_value_keeps_default_and_says_why() -> None:
+    out = fresh_config({"SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD": "soon", "SW_AGENT_PROTOCOL_VERSION": "v7"},
+                       "from skywalking import config as c; "
+                       "print(c.agent_collector_heartbeat_period, c.agent_protocol_version)")
+    assert "30 v6" in out
+    assert "SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD" in out and "expects an integer" in out
+    assert "SW_AGENT_PROTOCOL_VERSION" in out and "v6, v8" in out
+
+
+def test_instance_name_default_is_per_process() -> None:
+    code = "from skywalking import config as c; print(c.agent_instance_name)"
+    a, b = fresh_config({}, code).split()[0], fresh_config({}, code).split()[0]
+    assert a != b and len(a) == 32
+
+
+def test_init_unknown_name_raises_key_error_with_hint() -> None:
+    with pytest.raises(KeyError) as e:
+        config.init(agent_nam="x")
+    assert "agent_name" in str(e.value)
+    with pytest.raises(config.UnknownOptionError):
+        config.init(service_name="old v0 name")
+
+
+def test_init_bad_values_raise_and_change_nothing() -> None:
+    before = config.agent_name
+    with pytest.raises(config.ConfigError, match="integer"):
+        config.init(agent_name="new", agent_collector_heartbeat_period="x")
+    assert config.agent_name == before
+    with pytest.raises(ValueError, match="v6, v8"):
+        config.init(agent_protocol_version="v9")
+    with pytest.raises(ValueError, match="sw6, sw8"):
+        config.init(agent_propagation="b3")
+    with pytest.raises(ValueError, match="boolean"):
+        config.init(agent_force_tls="maybe")
+
+
+def test_init_coerces_and_attribute_writes_are_checked() -> None:
+    config.init(agent_force_tls="true", sample_n_per_3_secs="5", agent_disable_plugins="a,b",
+                agent_propagation=" SW6 , sw8 ,sw6")
+    assert config.agent_force_tls is True
+    assert config.sample_n_per_3_secs == 5
+    assert config.agent_disable_plugins == ["a", "b"]
+    assert config.agent_propagation == "sw6,sw8"
+    config.agent_name = "written"
+    assert config.agent_name == "written"
+    with pytest.raises(config.ConfigError):
+        config.agent_queue_timeout = "long"  # type: ignore[assignment]
+
+
+def test_finalize_derives_service_headers_and_propagation() -> None:
+    config.init(agent_name="svc", agent_namespace="", agent_protocol_version="v6", agent_propagation="")
+    config.finalize()
+    assert (config.SERVICE_NAME, config.PROPAGATION, config.SW6_HEADER) == ("svc", ("sw6",), "sw6")
+    config.init(agent_namespace="prod", agent_protocol_version="v8")
+    config.finalize()
+    assert (config.SERVICE_NAME, config.PROPAGATION, config.SW6_HEADER) == ("svc|prod", ("sw8",), "prod-sw6")
+    assert config.agent_name == "svc"  # upstream rewrote the option itself; we derive SERVICE_NAME
+    config.init(agent_propagation="sw6,sw8")
+    config.finalize()
+    assert config.PROPAGATION == ("sw6", "sw8")
+
+
+@pytest.mark.parametrize(("patterns", "path", "ignored"), [
+    ("/health/**", "/health/live", True),
+    ("/health/**", "/health", False),
+    ("/api/?/x", "/api/1/x", True),
+    ("/api/?/x", "/api/12/x", False),
+    ("/a/*/c", "/a/b/c", True),
+    ("/a/*/c", "/a/b/d/c", False),
+    ("/a/**/c", "/a/c", True),
+    ("/a/**/c", "/a/b/d/c", True),
+    ("", "/img.png", True),
+    ("", "/img.PNG", False),
+    ("", "/api/users", False),
+])
+def test_ignore_path_and_suffix_rules(patterns: str, path: str, ignored: bool) -> None:
+    config.init(agent_trace_ignore_path=patterns)
+    config.finalize()
+    regex = config.RE_IGNORE_PATH
+    assert (regex is not None and regex.match(path) is not None) is ignored
+
+
+def test_http_and_grpc_method_rules() -> None:
+    config.init(plugin_http_ignore_method="get, Options", plugin_grpc_ignored_methods="/pkg.Svc/Ping")
+    config.finalize()
+    assert config.ignore_http_method_check("GET") and config.ignore_http_method_check("options")
+    assert not config.ignore_http_method_check("POST")
+    assert config.ignore_grpc_method_check("/PKG.svc/ping")
+    assert not config.ignore_grpc_method_check("/pkg.Svc/Other")
+
+
+def test_instance_properties_json(caplog: pytest.LogCaptureFixture) -> None:
+    config.init(agent_instance_properties_json='{"team": "llm", "n": 3}')
+    assert config.instance_properties() == {"team": "llm", "n": "3"}
+    config.init(agent_instance_properties_json="[1, 2]")
+    logging.getLogger("skywalking").addHandler(caplog.handler)
+    try:
+        assert config.instance_properties() == {}
+    finally:
+        logging.getLogger("skywalking").removeHandler(caplog.handler)
+    assert "not a JSON object" in caplog.text
+
+
+def test_config_module_pickles_by_reference() -> None:
+    # Ray cloudpickles deployments; their __init__ refers to the config module as a global
+    assert pickle.loads(pickle.dumps(config)) is config
+
+
+def test_generated_docs_are_current() -> None:
+    from tools import gen_docs
+
+    with open(gen_docs.CONFIG_DOC, encoding="utf-8") as f:
+        assert f.read() == gen_docs.render_config(), "run `make docs`"

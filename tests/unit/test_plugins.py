@@ -1,0 +1,165 @@
+"""The plugin contract: version checks against installed distributions, lazy patching on import,
+idempotent install, uninstall restoring the originals, graded failures, disable by whole name."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skywalking import config, plugins
+from skywalking.plugins import Plugin
+from skywalking.reporter.memory import MemoryReporter
+from skywalking.trace.context import get_context
+
+HYPOTHESIS = importlib.metadata.version("hypothesis")
+
+
+@pytest.fixture
+def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real, not yet imported module ``name`` with a function and a class method."""
+    name = f"sw_target_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        "def hello(who):\n    return 'hello ' + who\n\n"
+        "class Greeter:\n    def greet(self, who):\n        return 'hi ' + who\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    log = logging.getLogger("skywalking")
+    log.addHandler(caplog.handler)
+    old = log.level
+    log.setLevel(logging.DEBUG)
+    yield caplog
+    log.setLevel(old)
+    log.removeHandler(caplog.handler)
+
+
+def make_plugin(module: str, instruments: tuple[str, ...] = (f"hypothesis>={HYPOTHESIS}",),
+                fail: bool = False) -> Plugin:
+    class TargetPlugin(Plugin):
+        name = "sw_target"
+        modules = (module,)
+
+        def _install(self) -> None:
+            def traced(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                with get_context().new_exit_span(op=f"call/{wrapped.__name__}", peer="local"):
+                    return wrapped(*args, **kwargs)
+
+            self.wrap(module, "hello", traced)
+            self.wrap(module, "Greeter.greet", traced)
+            if fail:
+                raise RuntimeError("plugin bug")
+
+    TargetPlugin.instruments = instruments
+    return TargetPlugin()
+
+
+def test_patching_waits_for_the_import_then_traces(target: str, reporter: MemoryReporter) -> None:
+    plugin = make_plugin(target)
+    assert plugin.install()
+    assert target not in sys.modules and not plugin.installed  # nothing imported by install()
+    mod = importlib.import_module(target)
+    assert plugin.installed
+    assert mod.hello("a") == "hello a" and mod.Greeter().greet("b") == "hi b"
+    assert [seg.spans[0].op for seg in reporter.segments] == ["call/hello", "call/greet"]
+
+
+def test_already_imported_module_is_patched_at_once(target: str, reporter: MemoryReporter) -> None:
+    mod = importlib.import_module(target)
+    plugin = make_plugin(target)
+    plugin.install()
+    assert plugin.installed
+    mod.hello("x")
+    assert reporter.count == 1
+
+
+def test_install_is_idempotent_and_uninstall_restores(target: str, reporter: MemoryReporter) -> None:
+    mod = importlib.import_module(target)
+    original_hello, original_greet = mod.hello, mod.Greeter.__dict__["greet"]
+    plugin = make_plugin(target)
+    plugin.install()
+    plugin.install()
+    mod.hello("x")
+    assert reporter.count == 1  # one span, not two: patched once
+    plugin.uninstall()
+    assert mod.hello is original_hello and mod.Greeter.__dict__["greet"] is original_greet
+    mod.hello("y")
+    assert reporter.count == 1
+    plugin.uninstall()  # idempotent
+    plugin.install()  # and back
+    mod.hello("z")
+    assert reporter.count == 2
+
+
+def test_uninstalled_before_import_patches_nothing(target: str) -> None:
+    plugin = make_plugin(target)
+    plugin.install()
+    plugin.uninstall()
+    mod = importlib.import_module(target)
+    assert not plugin.installed and not hasattr(mod.hello, "__wrapped__")
+
+
+def test_absent_library_is_a_debug_line(target: str, logs: pytest.LogCaptureFixture) -> None:
+    plugin = make_plugin(target, ("not-a-real-distribution-sw>=1",))
+    assert not plugin.install()
+    (record,) = [r for r in logs.records if "sw_target" in r.getMessage()]
+    assert record.levelno == logging.DEBUG and "not installed" in record.getMessage()
+
+
+def test_version_outside_range_is_an_info_line_with_the_reason(target: str, logs: pytest.LogCaptureFixture) -> None:
+    plugin = make_plugin(target, ("hypothesis<1",))
+    assert not plugin.install()
+    importlib.import_module(target)
+    assert not plugin.installed
+    (record,) = [r for r in logs.records if "sw_target" in r.getMessage()]
+    assert record.levelno == logging.INFO
+    assert f"hypothesis {HYPOTHESIS} is outside the supported range <1" in record.getMessage()
+
+
+def test_plugin_bug_is_a_warning_with_traceback_and_leaves_no_patch(target: str,
+                                                                     logs: pytest.LogCaptureFixture) -> None:
+    mod = importlib.import_module(target)
+    original = mod.hello
+    plugin = make_plugin(target, fail=True)
+    plugin.install()
+    assert not plugin.installed and mod.hello is original  # the half-done patch was rolled back
+    (record,) = [r for r in logs.records if r.levelno == logging.WARNING]
+    assert "sw_target failed to install" in record.getMessage() and record.exc_info is not None
+
+
+def test_bad_requirement_string_is_reported(target: str) -> None:
+    ok, reason = make_plugin(target, ("hypothesis >=>= 1",)).check_versions()
+    assert not ok and "bad requirement" in reason
+
+
+@pytest.mark.parametrize(("setting", "name", "disabled"), [
+    ("sw_http", "sw_httpx", False),  # upstream's prefix match disabled sw_httpx too
+    ("sw_http", "sw_http", True),
+    ("sw_http,sw_grpc", "sw_grpc", True),
+    ("sw_.*", "sw_redis", True),
+    ("sw_(", "sw_(", True),  # not a regex: plain name
+    ("", "sw_redis", False),
+])
+def test_disable_plugins_matches_whole_names(setting: str, name: str, disabled: bool) -> None:
+    config.init(agent_disable_plugins=setting)
+    assert plugins._is_disabled(name) is disabled
+
+
+def test_every_shipped_plugin_follows_the_contract() -> None:
+    for name in plugins.discover():
+        plugin = plugins.load(name)
+        assert isinstance(plugin, Plugin), name
+        assert plugin.name == name and plugin.modules, name
+        for spec in plugin.instruments:
+            assert plugin.check_versions()[1] != f"bad requirement {spec!r}", name
