@@ -16,7 +16,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.14",
     packages=find_packages(include=["skywalking", "skywalking.*", "sw_python", "sw_python.*"]),
-    package_data={"skywalking": ["py.typed"]},
+    package_data={"skywalking": ["py.typed", "bootstrap/loader/sitecustomize.py"]},
     install_requires=[
         "grpcio>=1.49",
         "protobuf>=3.20.3",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from skywalking import config
@@ -253,7 +252,7 @@ class SW8CorrelationCarrier(CarrierItem):
         super().__init__("sw8-correlation", val)
 
 
-class Carrier:
+class Carrier(list):  # a list of CarrierItem: plugins iterate it at C speed
     """Headers crossing a process boundary (see the module docstring)."""
 
     trace_id = segment_id = service = service_instance = endpoint = client_address = ""
@@ -263,6 +262,7 @@ class Carrier:
     def __init__(self, trace_id: str = "", segment_id: str = "", span_id: str | int = "", service: str = "",
                  service_instance: str = "", endpoint: str = "", client_address: str = "",
                  correlation: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.trace_id = trace_id
         self.segment_id = segment_id
         self.span_id = span_id
@@ -271,19 +271,13 @@ class Carrier:
         self.endpoint = endpoint
         self.client_address = client_address
         self.correlation: dict[str, str] = correlation if correlation is not None else {}
-        self._items: list[CarrierItem] | None = None
         if trace_id and segment_id and span_id != "" and service and service_instance:
             # built by hand, upstream style: an outbound sw8 carrier
             sw8 = SW8(ID(str(trace_id)), ID(str(segment_id)), int(span_id), service, service_instance,
                       endpoint, client_address)
-            self._items = [SW8CorrelationCarrier(encode_correlation(self.correlation)),
-                           CarrierItem("sw8", encode_sw8(sw8))]
-
-
-    def __iter__(self) -> Iterator[CarrierItem]:
-        if self._items is None:  # inbound: offer every header we can read
-            self._items = [CarrierItem(config.SW6_HEADER, ""), SW8CorrelationCarrier(""), CarrierItem("sw8", "")]
-        return iter(self._items)
+            self += [SW8CorrelationCarrier(encode_correlation(self.correlation)), CarrierItem("sw8", encode_sw8(sw8))]
+        else:  # inbound: offer every header this agent reads
+            self += [CarrierItem(config.SW6_HEADER, ""), SW8CorrelationCarrier(""), CarrierItem("sw8", "")]
 
     def get(self, key: str) -> str:
         for item in self:
@@ -298,9 +292,7 @@ class Carrier:
 
     def decode(self) -> SW6 | SW8 | None:
         """The header to continue, preferring the configured protocol's own; never raises."""
-        if self._items is None:
-            return None
-        raw = {item.key: item.val for item in self._items if isinstance(item.val, str) and item.val}
+        raw = {item.key: item.val for item in self if isinstance(item.val, str) and item.val}
         order = (("sw6", config.SW6_HEADER), ("sw8", "sw8"))
         if config.agent_protocol_version == "v8":
             order = order[::-1]
@@ -315,16 +307,22 @@ class Carrier:
         return None
 
     def inbound_correlation(self) -> dict[str, str]:
-        value = self.get("sw8-correlation") if self._items is not None else ""
+        value = self.get("sw8-correlation")
         return decode_correlation(value) if value else {}
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
 
 
 class OutboundCarrier(Carrier):
-    """What ``ExitSpan.inject()`` returns: the encoded headers, fields read from the span lazily."""
+    """What ``ExitSpan.inject()`` returns: the encoded headers; fields are read from the span lazily."""
 
-    def __init__(self, items: list[CarrierItem], span: Any = None) -> None:  # no super(): nothing to parse
-        self._items = items
-        self._span = span
+    _span: Any = None
+
+    def __init__(self) -> None:  # no super().__init__(): nothing to parse, items appended by inject()
+        pass
 
     def _segment(self) -> Any:
         span = self._span

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from skywalking import Component, Kind, Layer, config
+from skywalking import Component, Kind, config
 from skywalking.loggings import logger
 from skywalking.trace.carrier import SW6, SW8, Carrier
 from skywalking.trace.ids import ID, new_sw6_id, new_sw8_id
@@ -79,23 +79,30 @@ def _set_endpoints(ref: SegmentRef, entry_raw: str, parent_raw: str) -> None:
 class SpanContext:
     """The spans of one segment. Created by ``get_context()``; not shared between threads."""
 
-    __slots__ = ("_archived", "_correlation", "_first", "_last", "_lock", "_nspans", "_parent", "_pending",
-                 "_segment", "_sid", "_thread", "create_time", "profile_status")
+    __slots__ = ("__dict__", "_archived", "_first", "_nspans", "_segment", "_sid", "_thread")
+
+    # rarely used state: class-level defaults, set on the instance only when needed
+    _lock: threading.Lock | None = None  # made by the first prepare_async()
+    _pending = 0  # spans prepared for async finish and not finished yet
+    _parent: Span | None = None  # span of another thread / finished segment this context continues
+    _correlation: dict[str, str] | None = None
+    _last: tuple[ID, ID, str | None, bool, SegmentRef | None] | None = None  # the archived segment
+    profile_status = None
 
     def __init__(self, parent: Span | None = None) -> None:
         self._segment: Segment | None = None
         self._first: Span | None = None
         self._sid = 0
         self._nspans = 0
-        self._pending = 0
-        self._lock: threading.Lock | None = None
         self._archived = False
-        self._last: tuple[ID, ID, str | None, bool, SegmentRef | None] | None = None  # the archived segment
         self._thread = _get_ident()
-        self._parent = parent  # span of another thread/finished segment this context continues
-        self._correlation: dict[str, str] | None = None
-        self.create_time = 0
-        self.profile_status = None
+        if parent is not None:
+            self._parent = parent
+
+    @property
+    def create_time(self) -> int:
+        seg = self._segment
+        return seg.timestamp if seg is not None else 0
 
     # -- segment ----------------------------------------------------------------------------------
 
@@ -108,7 +115,7 @@ class SpanContext:
 
     def _start_segment(self, trace_id: ID | None) -> Segment:
         t = TRACER
-        if trace_id is None:
+        if trace_id is None and (self._last is not None or self._parent is not None):
             link = self._link_info() or (self._parent._link_target() if self._parent is not None else None)
             if link is not None:
                 trace_id = link[0]  # continue the trace of a held or parent context
@@ -119,7 +126,6 @@ class SpanContext:
         self._archived = False
         self._sid = 0
         self._first = None
-        self.create_time = seg.timestamp
         return seg
 
     @property
@@ -136,8 +142,7 @@ class SpanContext:
 
     # -- span creation ----------------------------------------------------------------------------
 
-    def new_entry_span(self, op: str, carrier: Carrier | None = None, inherit: Component | None = None,
-                       **kwargs: Any) -> Span:
+    def new_entry_span(self, op: str, carrier: Carrier | None = None, inherit: Component | None = None) -> Span:
         parent = _active.get()
         if parent is not None and (parent._done or parent.context is not self):
             parent = self.active_span
@@ -147,14 +152,14 @@ class SpanContext:
                 self._extract(parent, carrier)
             return parent
         header = carrier.decode() if carrier is not None else None
-        span = self._new_span(EntrySpan, op, parent, header, **kwargs)
+        span = self._new_span(EntrySpan, op, parent, header)
         if header is not None and span.context is self:
             self._apply_header(span, header)
             self._adopt_correlation(carrier)  # type: ignore[arg-type]
         return span
 
     def new_exit_span(self, op: str, peer: str | None = None, component: Component | None = None,
-                      inherit: Component | None = None, **kwargs: Any) -> Span:
+                      inherit: Component | None = None) -> Span:
         parent = _active.get()
         if parent is not None and (parent._done or parent.context is not self):
             parent = self.active_span
@@ -164,16 +169,16 @@ class SpanContext:
             parent.peer = peer
             parent.component = component
             return parent
-        span = self._new_span(ExitSpan, op, parent, None, peer=peer, component=component, **kwargs)
+        span = self._new_span(ExitSpan, op, parent, None, peer, component)
         if inherit is not None:
             span.inherit = inherit
         return span
 
-    def new_local_span(self, op: str, **kwargs: Any) -> Span:
-        return self._new_span(Span, op, self.active_span, None, **kwargs)
+    def new_local_span(self, op: str) -> Span:
+        return self._new_span(Span, op, self.active_span, None)
 
     def _new_span(self, cls: type[Span], op: str, parent: Span | None, header: SW6 | SW8 | None,
-                  peer: str | None = None, component: Component | None = None, layer: Layer | None = None) -> Span:
+                  peer: str | None = None, component: Component | None = None) -> Span:
         ignored = _ignored.get(op)
         if ignored is None:
             ignored = _is_ignored(op) if op else False
@@ -193,7 +198,7 @@ class SpanContext:
         self._sid = sid + 1
         if op and len(op) > OPERATION_NAME_THRESHOLD:
             op = op[:OPERATION_NAME_THRESHOLD]
-        span = cls(self, sid, parent.sid if parent is not None else -1, op, peer, None, component, layer)
+        span = cls(self, sid, parent.sid if parent is not None else -1, op, peer, None, component)
         if sid == 0:
             self._first = span
             if self._parent is not None and header is None:
@@ -410,7 +415,7 @@ class NoopContext:
                       inherit: Component | None = None, **kwargs: Any) -> Span:
         return NoopSpan(self, _EXIT)
 
-    def new_local_span(self, op: str, **kwargs: Any) -> Span:
+    def new_local_span(self, op: str) -> Span:
         return NoopSpan(self, Kind.Local)
 
     @property

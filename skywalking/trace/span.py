@@ -24,9 +24,10 @@ from skywalking.trace.carrier import (
     CarrierItem,
     HeaderError,
     OutboundCarrier,
+    _tail_cache,
     encode_correlation,
     encode_sw8,
-    format_sw6,
+    sw6_tail,
 )
 from skywalking.trace.tags import Tag
 from skywalking.trace.tracer import TRACER
@@ -68,10 +69,16 @@ def _now_ms() -> int:
 
 
 class Span:
-    __slots__ = ("_async", "_depth", "_done", "_prev", "component", "context", "end_time", "error_occurred",
-                 "inherit", "kind", "layer", "logs", "op", "peer", "pid", "refs", "sid", "start_time", "tags")
+    __slots__ = ("__dict__", "_depth", "_done", "_prev", "component", "context", "end_time", "kind", "layer", "op",
+                 "peer", "pid", "sid", "start_time", "tags")
 
     _default_kind = _LOCAL
+    # rarely set: class-level defaults, written on the instance only when they change
+    inherit: Component | None = None
+    logs: list[Log] | tuple[()] = ()
+    refs: list[SegmentRef] | tuple[()] = ()
+    error_occurred = False
+    _async = False
 
     def __init__(self, context: SpanContext, sid: int = -1, pid: int = -1, op: str | None = None,
                  peer: str | None = None, kind: Kind | None = None, component: Component | None = None,
@@ -84,17 +91,12 @@ class Span:
         self.kind = kind if kind is not None else self._default_kind
         self.component = component if component is not None else _UNKNOWN_COMPONENT
         self.layer = layer if layer is not None else _UNKNOWN_LAYER
-        self.inherit: Component | None = None
         self.tags: list[Tag] | tuple[()] = ()  # lists are made on first write: fewer GC-tracked objects
-        self.logs: list[Log] | tuple[()] = ()
-        self.refs: list[SegmentRef] | tuple[()] = ()
         self.start_time = 0
         self.end_time = 0
-        self.error_occurred = False
         self._depth = 0
         self._prev: Span | None = None
         self._done = False
-        self._async = False
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -244,7 +246,8 @@ class ExitSpan(Span):
             raise IllegalStateError("inject() on a span that is not part of a live segment")
         trace_id = seg.related_traces[0]
         seg_id = seg.segment_id
-        items: list[CarrierItem] = []
+        out = OutboundCarrier()
+        out._span = self
         for kind in config.PROPAGATION:
             try:
                 if kind == "sw6":
@@ -256,19 +259,20 @@ class ExitSpan(Span):
                                                                first.refs[0] if first.refs else None, instance_id)
                     trace_b64 = _b64(trace_id.value.encode()).decode()
                     seg_b64 = trace_b64 if seg_id is trace_id else _b64(seg_id.value.encode()).decode()
-                    items.append(CarrierItem(config.SW6_HEADER, format_sw6(
-                        1, trace_b64, seg_b64, self.sid, instance_id, entry_instance,
-                        "#" + (self.peer or "unknown"), entry, parent)))
+                    peer = "#" + (self.peer or "unknown")
+                    tail = _tail_cache.get((peer, entry, parent)) or sw6_tail(peer, entry, parent)
+                    out.append(CarrierItem(config.SW6_HEADER,
+                                           f"1-{trace_b64}-{seg_b64}-{self.sid}-{instance_id}-{entry_instance}{tail}"))
                 else:
                     if ctx._correlation:
-                        items.append(CarrierItem("sw8-correlation", encode_correlation(ctx._correlation)))
+                        out.append(CarrierItem("sw8-correlation", encode_correlation(ctx._correlation)))
                     first = ctx._first
-                    items.append(CarrierItem("sw8", encode_sw8(SW8(
+                    out.append(CarrierItem("sw8", encode_sw8(SW8(
                         trace_id, seg_id, self.sid, config.SERVICE_NAME, TRACER.instance,
                         first.op or "unknown", self.peer or "unknown"))))
             except HeaderError as e:
                 logger.debug("no %s header: %s", kind, e)
-        return OutboundCarrier(items, self)
+        return out
 
 
 class NoopSpan(Span):
@@ -315,7 +319,7 @@ class NoopSpan(Span):
         return self
 
     def inject(self) -> Carrier:
-        return OutboundCarrier([])
+        return OutboundCarrier()
 
     def extract(self, carrier: Carrier | None) -> Span:
         return self
