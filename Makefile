@@ -35,9 +35,11 @@ demo: venv
 	$(BIN)/python examples/core_demo.py
 
 ## make tox: the unit tests on every supported Python (3.10-3.13) and on the dependency floors
+# (pyenv-installed interpreters are put on PATH so that tox finds python3.10 ... python3.13)
+PYENV_BINS := $(subst $(eval) ,:,$(wildcard $(HOME)/.pyenv/versions/3.1[0-3].*/bin))
 tox: venv
 	$(BIN)/python -m pip install -q "tox>=4"
-	$(BIN)/tox -p auto
+	PATH="$(PYENV_BINS):$$PATH" $(BIN)/tox
 
 clean:
 	rm -rf $(VENV) .venvs .tox build dist *.egg-info .pytest_cache .hypothesis .ruff_cache

@@ -209,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--requests', type=int, default=20_000, help='requests per round')
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--warmup', type=int, default=5_000, help='requests before timing starts')
+    parser.add_argument('--no-gc', action='store_true', help='disable the cyclic GC (instruction counts)')
     args = parser.parse_args(argv)
+    if args.no_gc:
+        gc.disable()
 
     result: dict[str, Any] = {
         'benchmark': BENCHMARK, 'mode': args.mode, 'ok': False,

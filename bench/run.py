@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -123,6 +124,23 @@ def run_leg(bench: Benchmark, config: Config, args: argparse.Namespace) -> dict[
     return result
 
 
+def instructions_per_request(bench: Benchmark, config: Config) -> float | None:
+    """Instructions per request under callgrind (deterministic, unlike wall time on a shared VM):
+    the difference between a 3000- and a 1000-request run, GC off, divided by 2000."""
+    if not shutil.which('valgrind'):
+        return None
+    counts = []
+    for n in (1000, 3000):
+        proc = run(['valgrind', '--tool=callgrind', '--callgrind-out-file=/dev/null', config.python, '-I',
+                    BENCH_DIR / bench.script, '--mode', config.mode, '--requests', str(n), '--rounds', '1',
+                    '--warmup', '100', '--no-gc'])
+        match = re.search(r'Collected : (\d+)', proc.stderr)
+        if proc.returncode != 0 or not match:
+            return None
+        counts.append(int(match.group(1)))
+    return (counts[1] - counts[0]) / 2000
+
+
 def fmt(value: float | None, spec: str) -> str:
     return '—' if value is None else format(value, spec)
 
@@ -165,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rounds', type=int, default=7, help='timed rounds (default 7)')
     parser.add_argument('--warmup', type=int, default=5_000, help='untimed requests first (default 5000)')
     parser.add_argument('--only', action='append', choices=[b.name for b in BENCHMARKS], help='run only these')
+    parser.add_argument('--instructions', action='store_true',
+                        help='also count instructions per request with valgrind (about a minute per leg)')
     args = parser.parse_args(argv)
 
     upstream_error = ensure_upstream_venv()
@@ -194,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
                 if config.name == 'baseline' or (config.name == 'ours' and have_ours):
                     failed.append(f'{bench.name}/{config.name}')
         print(table(bench, results) + '\n')
+        if args.instructions:
+            counts = {c.name: instructions_per_request(bench, c) for c in CONFIGS if results[c.name].get('ok')}
+            for name, count in counts.items():
+                results[name]['instructions_per_request'] = count
+            print('instructions per request (callgrind, gc off): ' +
+                  ', '.join(f'{name} {fmt(count, ",.0f")}' for name, count in counts.items()))
+            if counts.get('upstream') and counts.get('ours'):
+                print(f'upstream / ours: **{counts["upstream"] / counts["ours"]:.2f}×** fewer instructions\n')
         out = RESULTS_DIR / f'{bench.name}.json'
         payload = {'benchmark': bench.name, 'description': bench.description, 'requests': args.requests,
                    'rounds': args.rounds, 'warmup': args.warmup, 'results': results}

@@ -16,6 +16,7 @@ from typing import Any
 
 from skywalking import config
 from skywalking.loggings import logger
+from skywalking.trace._record import SlotRecord
 from skywalking.trace.ids import ID, parse_parts
 
 MAX_HEADER_LENGTH = 4096  # the spec asks for < 2k; larger values are refused without parsing
@@ -76,7 +77,7 @@ def _id(field: str, name: str) -> ID:
 
 # -- sw6 ------------------------------------------------------------------------------------------
 
-class SW6:
+class SW6(SlotRecord):
     """The nine sw6 fields. ``peer``, ``entry_endpoint`` and ``parent_endpoint`` keep their raw
     decoded form: ``#name``, a decimal id, or ``-1`` (endpoints only: "no real endpoint")."""
 
@@ -96,11 +97,6 @@ class SW6:
         self.entry_endpoint = entry_endpoint
         self.parent_endpoint = parent_endpoint
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SW6) and all(getattr(self, s) == getattr(other, s) for s in SW6.__slots__)
-
-    def __repr__(self) -> str:
-        return "SW6(" + ", ".join(f"{s}={getattr(self, s)!r}" for s in SW6.__slots__) + ")"
 
 
 def _compressed(raw: str, name: str, endpoint: bool) -> str:
@@ -162,7 +158,7 @@ def format_sw6(sample: int, trace_b64: str, segment_b64: str, span_id: int, pare
 
 # -- sw8 ------------------------------------------------------------------------------------------
 
-class SW8:
+class SW8(SlotRecord):
     """The eight sw8 fields."""
 
     __slots__ = ("client_address", "endpoint", "sample", "segment_id", "service", "service_instance", "span_id",
@@ -179,11 +175,6 @@ class SW8:
         self.endpoint = endpoint
         self.client_address = client_address
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SW8) and all(getattr(self, s) == getattr(other, s) for s in SW8.__slots__)
-
-    def __repr__(self) -> str:
-        return "SW8(" + ", ".join(f"{s}={getattr(self, s)!r}" for s in SW8.__slots__) + ")"
 
 
 def decode_sw8(value: str) -> SW8:

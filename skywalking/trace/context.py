@@ -22,6 +22,7 @@ from skywalking.trace.ids import ID, new_sw6_id, new_sw8_id
 from skywalking.trace.segment import Segment, SegmentRef
 from skywalking.trace.snapshot import Snapshot
 from skywalking.trace.span import EntrySpan, ExitSpan, IllegalStateError, NoopSpan, Span, _active, entry_view
+from skywalking.trace.tracer import TRACER
 
 __all__ = ["NoopContext", "SpanContext", "get_context", "suppress_tracing"]
 
@@ -30,9 +31,6 @@ OPERATION_NAME_THRESHOLD = 500  # Java Agent.OPERATION_NAME_THRESHOLD
 _get_ident = threading.get_ident
 _time_ns = time.time_ns
 _ENTRY, _EXIT = Kind.Entry, Kind.Exit
-
-
-from skywalking.trace.tracer import TRACER  # noqa: E402
 
 
 def enable(reporter: Callable[[Segment], Any], *, service: str, instance: str, instance_id: int = 0,
@@ -63,17 +61,6 @@ def _is_ignored(op: str) -> bool:
             _ignored.clear()
         _ignored[op] = v
     return v
-
-
-def _set_endpoints(ref: SegmentRef, entry_raw: str, parent_raw: str) -> None:
-    if entry_raw.startswith("#"):
-        ref.entry_endpoint = entry_raw[1:]
-    else:
-        ref.entry_endpoint_id = int(entry_raw)
-    if parent_raw.startswith("#"):
-        ref.endpoint = parent_raw[1:]
-    else:
-        ref.endpoint_id = int(parent_raw)
 
 
 class SpanContext:
@@ -169,7 +156,13 @@ class SpanContext:
             parent.peer = peer
             parent.component = component
             return parent
-        span = self._new_span(ExitSpan, op, parent, None, peer, component)
+        sid = self._sid
+        if parent is not None and sid < SPAN_LIMIT_PER_SEGMENT and _ignored.get(op) is False \
+                and len(op) <= OPERATION_NAME_THRESHOLD:  # the common case: inside a live segment
+            self._sid = sid + 1
+            span = ExitSpan(self, sid, parent.sid, op, peer, None, component)
+        else:
+            span = self._new_span(ExitSpan, op, parent, None, peer, component)
         if inherit is not None:
             span.inherit = inherit
         return span
@@ -186,8 +179,8 @@ class SpanContext:
             return NoopSpan(NOOP_CONTEXT)
         seg = self._segment
         if seg is None or self._archived:
-            if header is None and TRACER.sample_limit and self._parent is None and seg is None \
-                    and not TRACER.sample_root():
+            if header is None and TRACER.sample_limit and self._parent is None and self._last is None \
+                    and not TRACER.sample_root():  # only new traces are sampled
                 return NoopSpan(NOOP_CONTEXT)
             seg = self._start_segment(header.trace_id if header is not None and TRACER.v6 == isinstance(header, SW6)
                                       else None)
@@ -215,35 +208,25 @@ class SpanContext:
             with lock:
                 self._nspans += 1
 
-    def _span_stopped(self, span: Span | None) -> None:
-        lock = self._lock
-        if lock is None:
-            if span is not None:
-                self._segment.spans.append(span)  # type: ignore[union-attr]
-            n = self._nspans = self._nspans - 1
-            if n == 0:
-                self._archive()
-            return
-        with lock:
-            if span is not None:
-                self._segment.spans.append(span)  # type: ignore[union-attr]
-            self._nspans -= 1
-            done = self._nspans == 0 and self._pending == 0 and not self._archived
-            if done:
-                self._archived = True
-        if done:
-            self._archive()
-
     def _async_prepared(self) -> None:
         if self._lock is None:
-            self._lock = threading.Lock()
+            self._lock = threading.Lock()  # from now on the counters change under it
         with self._lock:
             self._pending += 1
 
+    def _span_stopped(self, span: Span | None) -> None:
+        """A span left its block while async spans exist (``span`` None: it will finish later)."""
+        self._finish_locked(span, 1, 0)
+
     def _async_finished(self, span: Span) -> None:
+        self._finish_locked(span, 0, 1)
+
+    def _finish_locked(self, span: Span | None, stopped: int, finished: int) -> None:
         with self._lock:  # type: ignore[union-attr]
-            self._segment.spans.append(span)  # type: ignore[union-attr]
-            self._pending -= 1
+            if span is not None:
+                self._segment.spans.append(span)  # type: ignore[union-attr]
+            self._nspans -= stopped
+            self._pending -= finished
             done = self._nspans == 0 and self._pending == 0 and not self._archived
             if done:
                 self._archived = True
@@ -294,7 +277,7 @@ class SpanContext:
                 ref.client_address = h.peer[1:]
             else:
                 ref.peer_id = int(h.peer)
-            _set_endpoints(ref, h.entry_endpoint, h.parent_endpoint)
+            ref.set_endpoints(h.entry_endpoint, h.parent_endpoint)
         else:
             if v6:
                 if h.trace_id.parts is not None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from skywalking.trace._record import SlotRecord
 from skywalking.trace.ids import ID
 
 if TYPE_CHECKING:
     from skywalking.trace.span import Span
 
 
-class SegmentRef:
+class SegmentRef(SlotRecord):
     """A link to the parent segment, from a header (CrossProcess) or a snapshot (CrossThread).
 
     Wire-neutral: it keeps the sw6 view (instance ids, ``#``-free names or ids) and the sw8 view
@@ -37,8 +38,17 @@ class SegmentRef:
         self.entry_endpoint = ""
         self.entry_endpoint_id = 0
 
-    def __repr__(self) -> str:
-        return "SegmentRef(" + ", ".join(f"{s}={getattr(self, s)!r}" for s in SegmentRef.__slots__) + ")"
+    def set_endpoints(self, entry_raw: str, parent_raw: str) -> None:
+        """Set the sw6 endpoint fields from their compressed forms (``#name``, an id, or ``-1``)."""
+        if entry_raw.startswith("#"):
+            self.entry_endpoint = entry_raw[1:]
+        else:
+            self.entry_endpoint_id = int(entry_raw)
+        if parent_raw.startswith("#"):
+            self.endpoint = parent_raw[1:]
+        else:
+            self.endpoint_id = int(parent_raw)
+
 
 
 class Segment:

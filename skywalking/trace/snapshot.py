@@ -39,6 +39,5 @@ class Snapshot:
         ref.endpoint = self.endpoint or ""
         ref.parent_instance_id = instance_id
         ref.entry_instance_id = self.entry_instance_id or instance_id
-        from skywalking.trace.context import _set_endpoints
-        _set_endpoints(ref, self.entry_endpoint_raw, self.parent_endpoint_raw)  # sw6 ids win over names
+        ref.set_endpoints(self.entry_endpoint_raw, self.parent_endpoint_raw)  # sw6 ids win over names
         return ref

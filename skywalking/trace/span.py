@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from base64 import b64encode as _b64
+from binascii import b2a_base64
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,7 @@ _LOCAL, _ENTRY, _EXIT = Kind.Local, Kind.Entry, Kind.Exit  # enum class lookups 
 _UNKNOWN_COMPONENT = Component.Unknown
 _UNKNOWN_LAYER = Layer.Unknown
 _time_ns = time.time_ns
+_new_carrier = list.__new__
 
 
 def entry_view(first_op: str | None, first_is_entry: bool, first_ref: SegmentRef | None,
@@ -246,7 +247,7 @@ class ExitSpan(Span):
             raise IllegalStateError("inject() on a span that is not part of a live segment")
         trace_id = seg.related_traces[0]
         seg_id = seg.segment_id
-        out = OutboundCarrier()
+        out = _new_carrier(OutboundCarrier)  # no __init__ frame: nothing to parse
         out._span = self
         for kind in config.PROPAGATION:
             try:
@@ -257,8 +258,9 @@ class ExitSpan(Span):
                     first = ctx._first
                     entry_instance, entry, parent = entry_view(first.op, first.kind is _ENTRY,
                                                                first.refs[0] if first.refs else None, instance_id)
-                    trace_b64 = _b64(trace_id.value.encode()).decode()
-                    seg_b64 = trace_b64 if seg_id is trace_id else _b64(seg_id.value.encode()).decode()
+                    trace_b64 = b2a_base64(trace_id.value.encode(), newline=False).decode()
+                    seg_b64 = trace_b64 if seg_id is trace_id else \
+                        b2a_base64(seg_id.value.encode(), newline=False).decode()
                     peer = "#" + (self.peer or "unknown")
                     tail = _tail_cache.get((peer, entry, parent)) or sw6_tail(peer, entry, parent)
                     out.append(CarrierItem(config.SW6_HEADER,
