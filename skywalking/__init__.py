@@ -18,7 +18,7 @@ class Component(Enum):
     """Component ids. The OAP resolves names from these ids (component-libraries.yml)."""
 
     Unknown = 0
-    General = 7000  # "Python" in OAP 8+; unknown to OAP 6.6.0 (shown as N/A), see docs/oap-6.6.0.md
+    General = 7000  # "Python" in OAP 8+; OAP 6.6.0 knows no Python ids and shows them as N/A
     Flask = 7001
     Requests = 7002
     PyMysql = 7003
