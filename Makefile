@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+PROTOC_VENV := .venvs/protoc
 
-.PHONY: venv test lint docs check-docs bench demo tox clean
+.PHONY: venv test lint docs protos bench demo tox clean
 
 $(STAMP): setup.py pyproject.toml requirements/test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +15,19 @@ $(STAMP): setup.py pyproject.toml requirements/test.txt
 
 venv: $(STAMP)
 
-## make test: unit tests (the command CI and README use)
-test: venv
-	$(BIN)/python -m pytest tests/unit
+# the pinned protoc that generated skywalking/protocol_v*/gen (a test checks they are not stale)
+$(PROTOC_VENV)/.stamp:
+	$(PYTHON) -m venv $(PROTOC_VENV)
+	$(PROTOC_VENV)/bin/python -m pip install -q "grpcio-tools==1.49.1"
+	touch $@
+
+## make protos: regenerate skywalking/protocol_v*/gen from the .proto files (see tools/gen_protos.py)
+protos: $(PROTOC_VENV)/.stamp
+	$(PROTOC_VENV)/bin/python tools/gen_protos.py
+
+## make test: unit and protocol tests (the command CI and README use)
+test: venv $(PROTOC_VENV)/.stamp
+	$(BIN)/python -m pytest
 
 ## make lint: ruff over the package, tests, tools and benchmarks
 lint: venv
@@ -37,7 +48,7 @@ demo: venv
 ## make tox: the unit tests on every supported Python (3.10-3.13) and on the dependency floors
 # (pyenv-installed interpreters are put on PATH so that tox finds python3.10 ... python3.13)
 PYENV_BINS := $(subst $(eval) ,:,$(wildcard $(HOME)/.pyenv/versions/3.1[0-3].*/bin))
-tox: venv
+tox: venv $(PROTOC_VENV)/.stamp
 	$(BIN)/python -m pip install -q "tox>=4"
 	PATH="$(PYENV_BINS):$$PATH" $(BIN)/tox
 

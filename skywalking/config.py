@@ -76,7 +76,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("agent_force_tls", bool, False, "Use a TLS gRPC channel (system root certificates)."),
     Option("agent_authentication", str, "", "Sent as gRPC metadata `authentication` on every call when non-empty."),
     Option("agent_logging_level", str, "INFO", "Level of the agent's own `skywalking` logger (`DEBUG` ... `OFF`)."),
-    Option("agent_collector_heartbeat_period", int, 30, "Seconds between heartbeats (sw6 ping / v3 keepAlive)."),
+    Option("agent_collector_heartbeat_period", int, None,
+           "Seconds between heartbeats (sw6 ping / v3 keepAlive). Unset: 3 under v6 (as the Java agent: an OAP "
+           "reset is noticed within seconds), 30 under v8 (upstream's default)."),
     Option("agent_collector_properties_report_period_factor", int, 10,
            "v8 only: instance properties are re-sent every N heartbeats."),
     Option("agent_instance_properties_json", str, "",
@@ -140,6 +142,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("agent_protocol_version", str, "v6",
            "Wire protocol: `v6` (sw6 / trace protocol v2, OAP 6.6.0) or `v8` (sw8 / v3, OAP 8+).",
            choices=("v6", "v8")),
+    Option("agent_reset_cool_down", float, 30.0,
+           "v6: seconds to wait after the OAP asks for a reset (ServiceMetadataReset) before registering again; "
+           "nothing is traced meanwhile."),
+    Option("agent_register_wait", float, 0.0,
+           "v6: seconds `agent.start()` waits for the OAP to issue the instance id (nothing is traced before); "
+           "useful for short-lived processes and Ray workers."),
     Option("agent_propagation", str, "",
            "Headers to emit: `sw6`, `sw8` or `sw6,sw8`. Empty follows the protocol version. Inbound, "
            "whichever header arrives is read."),
@@ -154,6 +162,8 @@ _HEADERS = ("sw6", "sw8")
 def _coerce(opt: Option, value: Any) -> Any:
     """Convert ``value`` to the option's type or raise ConfigError saying why."""
     t = opt.type
+    if value is None and opt.default is None:
+        return None  # "unset": the agent picks the default for the protocol
     if t is bool:
         if isinstance(value, bool):
             return value
@@ -167,6 +177,16 @@ def _coerce(opt: Option, value: Any) -> Any:
             return int(value)
         except ValueError:
             raise ConfigError(f"{opt.name} expects an integer, got {value!r}") from None
+    if t is float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ConfigError(f"{opt.name} expects a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{opt.name} expects a number, got {value!r}") from None
+        if number < 0 or number != number:
+            raise ConfigError(f"{opt.name} must not be negative, got {value!r}")
+        return number
     if t is list:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
@@ -255,6 +275,7 @@ RE_GRPC_IGNORED_METHODS: frozenset[str] = frozenset()
 SERVICE_NAME: str = ""
 PROPAGATION: tuple[str, ...] = ("sw6",)
 SW6_HEADER: str = "sw6"
+HEARTBEAT_PERIOD: float = 3.0
 
 
 def _ant_to_regex(pattern: str) -> str:
@@ -281,7 +302,8 @@ def _ant_to_regex(pattern: str) -> str:
 
 def finalize() -> None:
     """Recompute derived settings from the options. Called by ``agent.start()``."""
-    global RE_IGNORE_PATH, RE_HTTP_IGNORE_METHOD, RE_GRPC_IGNORED_METHODS, SERVICE_NAME, PROPAGATION, SW6_HEADER
+    global RE_IGNORE_PATH, RE_HTTP_IGNORE_METHOD, RE_GRPC_IGNORED_METHODS, SERVICE_NAME, PROPAGATION, SW6_HEADER, \
+        HEARTBEAT_PERIOD
     m = _module
     suffixes = [re.escape(s.strip()) for s in m.agent_ignore_suffix.split(",") if s.strip()]
     paths = [_ant_to_regex(p.strip()) for p in m.agent_trace_ignore_path.split(",") if p.strip()]
@@ -303,6 +325,8 @@ def finalize() -> None:
     else:
         PROPAGATION = ("sw6",) if m.agent_protocol_version == "v6" else ("sw8",)
     SW6_HEADER = f"{m.agent_namespace}-sw6" if m.agent_namespace else "sw6"
+    period = m.agent_collector_heartbeat_period
+    HEARTBEAT_PERIOD = float(period if period else (3 if m.agent_protocol_version == "v6" else 30))
 
 
 def instance_properties() -> dict[str, str]:

@@ -18,6 +18,8 @@ def _default(opt: config.Option) -> str:
         return "random hex, one per process"
     if opt.type is list:
         return "`" + ",".join(opt.default) + "`" if opt.default else "(empty)"
+    if opt.default is None:
+        return "(unset)"
     if opt.default == "":
         return "(empty)"
     return f"`{opt.default}`"

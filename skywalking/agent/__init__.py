@@ -61,6 +61,9 @@ class SkyWalkingAgent:
             reporter.start()
             if config.agent_protocol_version == "v8" or reporter.instance_id > 0:
                 _enable(reporter)
+            elif config.agent_register_wait > 0 and not reporter.wait_ready(config.agent_register_wait):
+                logger.warning("no instance id from the OAP within agent_register_wait=%ss; tracing starts once "
+                               "registration completes", config.agent_register_wait)
         atexit.register(self._atexit)
         if config.agent_experimental_fork_support and not self._fork_hook:
             self._fork_hook = True
@@ -131,15 +134,23 @@ def _enable(reporter: Reporter) -> None:
                    sample_n_per_3_secs=config.sample_n_per_3_secs)
 
 
-def _network_reporter() -> Reporter | None:
-    """The gRPC reporter for the configured protocol version (see skywalking/protocol_v6)."""
-    try:
-        from skywalking.reporter.grpc import create  # type: ignore[import-not-found]
-    except ImportError:
-        logger.error("this build has no gRPC reporter; tracing stays off")
-        return None
-    reporter: Reporter = create(on_ready=_enable)
-    return reporter
+def _on_ready(reporter: Reporter) -> None:
+    """The OAP issued the instance id (v6): tracing starts, if this reporter is still the agent's."""
+    if agent._reporter is reporter:
+        _enable(reporter)
+
+
+def _on_reset(reporter: Reporter) -> None:
+    """The OAP forgot us (v6 ServiceMetadataReset): no tracing and no headers until registered again."""
+    if agent._reporter is reporter:
+        context.disable()
+
+
+def _network_reporter() -> Reporter:
+    """The gRPC reporter for the configured protocol version."""
+    from skywalking.reporter.grpc import create
+
+    return create(on_ready=_on_ready, on_reset=_on_reset)
 
 
 agent = SkyWalkingAgent()

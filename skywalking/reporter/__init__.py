@@ -18,6 +18,10 @@ class Reporter:
     def start(self) -> None:
         """Begin delivering (threads, connections)."""
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the instance id; True if tracing can start."""
+        return self.instance_id > 0
+
     def report(self, segment: Segment) -> bool:
         """Accept a segment; False if it was dropped."""
         raise NotImplementedError

@@ -30,7 +30,7 @@ UPSTREAM = [
     ("agent_force_tls", "SW_AGENT_FORCE_TLS", False),
     ("agent_authentication", "SW_AGENT_AUTHENTICATION", ""),
     ("agent_logging_level", "SW_AGENT_LOGGING_LEVEL", "INFO"),
-    ("agent_collector_heartbeat_period", "SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD", 30),
+    ("agent_collector_heartbeat_period", "SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD", None),  # 3 (v6) / 30 (v8)
     ("agent_collector_properties_report_period_factor", "SW_AGENT_COLLECTOR_PROPERTIES_REPORT_PERIOD_FACTOR", 10),
     ("agent_instance_properties_json", "SW_AGENT_INSTANCE_PROPERTIES_JSON", ""),
     ("agent_experimental_fork_support", "SW_AGENT_EXPERIMENTAL_FORK_SUPPORT", False),
@@ -101,7 +101,7 @@ def test_table_has_61_upstream_options_plus_ours() -> None:
     names = {o.name for o in config.OPTIONS}
     assert len(UPSTREAM) + 1 == 61  # + agent_instance_name
     assert {u[0] for u in UPSTREAM} | {"agent_instance_name"} <= names
-    assert {"agent_protocol_version", "agent_propagation"} <= names
+    assert {"agent_protocol_version", "agent_propagation", "agent_reset_cool_down", "agent_register_wait"} <= names
     assert len(names) == len(config.OPTIONS)
 
 
@@ -124,7 +124,7 @@ def test_bad_env_value_keeps_default_and_says_why() -> None:
     out = fresh_config({"SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD": "soon", "SW_AGENT_PROTOCOL_VERSION": "v7"},
                        "from skywalking import config as c; "
                        "print(c.agent_collector_heartbeat_period, c.agent_protocol_version)")
-    assert "30 v6" in out
+    assert "None v6" in out
     assert "SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD" in out and "expects an integer" in out
     assert "SW_AGENT_PROTOCOL_VERSION" in out and "v6, v8" in out
 
@@ -154,6 +154,10 @@ def test_init_bad_values_raise_and_change_nothing() -> None:
         config.init(agent_propagation="b3")
     with pytest.raises(ValueError, match="boolean"):
         config.init(agent_force_tls="maybe")
+    with pytest.raises(ValueError, match="negative"):
+        config.init(agent_register_wait=-1)
+    config.init(agent_register_wait="2.5")
+    assert config.agent_register_wait == 2.5
 
 
 def test_init_coerces_and_attribute_writes_are_checked() -> None:
@@ -173,9 +177,14 @@ def test_finalize_derives_service_headers_and_propagation() -> None:
     config.init(agent_name="svc", agent_namespace="", agent_protocol_version="v6", agent_propagation="")
     config.finalize()
     assert (config.SERVICE_NAME, config.PROPAGATION, config.SW6_HEADER) == ("svc", ("sw6",), "sw6")
+    assert config.HEARTBEAT_PERIOD == 3
     config.init(agent_namespace="prod", agent_protocol_version="v8")
     config.finalize()
     assert (config.SERVICE_NAME, config.PROPAGATION, config.SW6_HEADER) == ("svc|prod", ("sw8",), "prod-sw6")
+    assert config.HEARTBEAT_PERIOD == 30
+    config.init(agent_collector_heartbeat_period=7)
+    config.finalize()
+    assert config.HEARTBEAT_PERIOD == 7
     assert config.agent_name == "svc"  # upstream rewrote the option itself; we derive SERVICE_NAME
     config.init(agent_propagation="sw6,sw8")
     config.finalize()

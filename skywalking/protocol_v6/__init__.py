@@ -1,0 +1,1 @@
+"""SkyWalking 6.6.0 protocol (trace protocol v2): protos, generated modules, encoder, registration."""

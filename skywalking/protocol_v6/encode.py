@@ -1,0 +1,116 @@
+"""One pure function from a finished segment to the v2 ``UpstreamSegment`` OAP 6.6.0 accepts.
+
+What OAP 6.6.0 needs (spec §0.1, §2.10, §8) and how it is met here:
+
+* only the integer ``componentId`` is sent, never the ``component`` string;
+* ids are the segment's three int64 parts; exactly one global trace id;
+* ``serviceId`` / ``serviceInstanceId`` are the ids the OAP issued (``Ids``); a segment made with an
+  instance id from before an OAP reset is not encoded at all (``StaleSegment``);
+* names are sent as strings unless the OAP has issued an id for them: entry-span operation names
+  (endpoints) and exit-span peers (network addresses);
+* refs that cannot be expressed in v2 (made from an sw8 header: no instance id) are left out, and an
+  entry span never carries a ref without a network address;
+* operation names are at most 500 characters (the core cuts them), times are epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from skywalking import Kind
+from skywalking.protocol_v6.gen.common.common_pb2 import KeyStringValuePair
+from skywalking.protocol_v6.gen.common.trace_common_pb2 import UniqueId, UpstreamSegment
+from skywalking.protocol_v6.gen.language_agent_v2.trace_pb2 import Log, SegmentObject, SegmentReference, SpanObjectV2
+from skywalking.trace.segment import Segment, SegmentRef
+from skywalking.trace.span import Span
+
+SPAN_TYPE = {Kind.Entry: 0, Kind.Exit: 1, Kind.Local: 2}  # proto SpanType
+REF_TYPE = {"CrossProcess": 0, "CrossThread": 1}
+
+
+class StaleSegment(ValueError):
+    """The segment was made under another OAP instance id (before a reset): the OAP would drop it."""
+
+
+@dataclass(frozen=True)
+class Ids:
+    """What the OAP has issued to this agent."""
+
+    service_id: int
+    instance_id: int
+    endpoints: Mapping[str, int] = field(default_factory=dict)  # entry-span operation name -> endpoint id
+    addresses: Mapping[str, int] = field(default_factory=dict)  # exit-span peer -> network address id
+
+
+def encode(segment: Segment, ids: Ids) -> UpstreamSegment:
+    """``segment`` as an ``UpstreamSegment``. Raises ``StaleSegment`` if it belongs to another instance id."""
+    if segment.service_instance_id != ids.instance_id or ids.instance_id <= 0 or ids.service_id <= 0:
+        raise StaleSegment(f"segment of instance {segment.service_instance_id}, now {ids.instance_id}")
+    obj = SegmentObject(traceSegmentId=UniqueId(idParts=segment.segment_id.parts),
+                        spans=[_span(span, ids) for span in segment.spans],
+                        serviceId=ids.service_id, serviceInstanceId=ids.instance_id,
+                        isSizeLimited=segment.is_size_limited)
+    return UpstreamSegment(globalTraceIds=[UniqueId(idParts=segment.related_traces[0].parts)],
+                           segment=obj.SerializeToString())
+
+
+def _span(span: Span, ids: Ids) -> SpanObjectV2:
+    s = SpanObjectV2(spanId=span.sid, parentSpanId=span.pid, startTime=span.start_time, endTime=span.end_time,
+                     spanType=SPAN_TYPE[span.kind], spanLayer=span.layer.value, componentId=span.component.value,
+                     isError=span.error_occurred)
+    op = span.op or ""
+    op_id = ids.endpoints.get(op, 0) if span.kind is Kind.Entry else 0
+    if op_id:
+        s.operationNameId = op_id
+    else:
+        s.operationName = op
+    if span.kind is Kind.Exit and span.peer:  # an entry span's peer would become an OAP 6 address node
+        peer_id = ids.addresses.get(span.peer, 0)
+        if peer_id:
+            s.peerId = peer_id
+        else:
+            s.peer = span.peer
+    for tag in span.tags:
+        s.tags.add(key=tag.key, value=tag.val)
+    for log in span.logs:
+        s.logs.append(Log(time=log.timestamp, data=[KeyStringValuePair(key=i.key, value=i.val) for i in log.items]))
+    for ref in span.refs:
+        r = _ref(ref, span.kind is Kind.Entry)
+        if r is not None:
+            s.refs.append(r)
+    return s
+
+
+def _ref(ref: SegmentRef, on_entry: bool) -> SegmentReference | None:
+    if not ref.parent_instance_id or ref.segment_id.parts is None:
+        return None  # an sw8 caller: no OAP 6 instance id to point at (spec §4.4)
+    if on_entry and not ref.client_address and not ref.peer_id:
+        return None  # OAP 6.6.0 drops the whole segment for such a ref (§0.1 item 9, §8.5)
+    r = SegmentReference(refType=REF_TYPE[ref.ref_type], parentTraceSegmentId=UniqueId(idParts=ref.segment_id.parts),
+                         parentSpanId=ref.span_id, parentServiceInstanceId=ref.parent_instance_id,
+                         entryServiceInstanceId=ref.entry_instance_id or ref.parent_instance_id)
+    if ref.peer_id:
+        r.networkAddressId = ref.peer_id
+    elif ref.client_address:
+        r.networkAddress = ref.client_address
+    if ref.entry_endpoint_id:
+        r.entryEndpointId = ref.entry_endpoint_id
+    elif ref.entry_endpoint:
+        r.entryEndpoint = ref.entry_endpoint
+    else:
+        r.entryEndpointId = -1
+    if ref.endpoint_id:
+        r.parentEndpointId = ref.endpoint_id
+    elif ref.endpoint:
+        r.parentEndpoint = ref.endpoint
+    else:
+        r.parentEndpointId = -1
+    return r
+
+
+def names_to_register(segment: Segment) -> tuple[set[str], set[str]]:
+    """(entry-span operation names, exit-span peers) of a segment: what the agent registers."""
+    endpoints = {s.op for s in segment.spans if s.kind is Kind.Entry and s.op}
+    peers = {s.peer for s in segment.spans if s.kind is Kind.Exit and s.peer}
+    return endpoints, peers

@@ -1,0 +1,5 @@
+"""Generated protobuf modules for protocol_v6 (tools/gen_protos.py); their descriptors live in POOL."""
+
+from google.protobuf import descriptor_pool
+
+POOL = descriptor_pool.DescriptorPool()

@@ -1,0 +1,1 @@
+"""SkyWalking v3 protocol (sw8, OAP 8+): protos, generated modules, encoder."""

@@ -1,0 +1,384 @@
+"""The gRPC reporter: a bounded queue, a sender thread and a manager thread, shared by v6 and v8.
+
+* ``report()`` (the application's thread) appends to a bounded deque: no lock, no I/O. When the
+  queue is full the segment is dropped and counted; drops are logged in one rate-limited line.
+* The sender thread takes batches, encodes them with the protocol's pure function and sends each
+  batch on one client-streaming ``collect`` call with a deadline. A failed batch goes back to the
+  front of the queue (still bounded), the channel fails over to the next backend, and the sender
+  backs off exponentially (capped).
+* The manager thread runs the protocol's control loop: v6 registration and ping (the registry state
+  machine), v3 instance properties and keep-alive.
+* Both threads run inside ``suppress_tracing()``: the agent never traces its own calls.
+* ``stop(timeout)`` flushes what it can within ``timeout`` and never raises.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from skywalking import __version__, config
+from skywalking.loggings import RateLimitedLog, logger
+from skywalking.reporter import Reporter
+from skywalking.trace.context import suppress_tracing
+
+if TYPE_CHECKING:
+    from skywalking.trace.segment import Segment
+
+BATCH = 500  # segments per collect stream
+UNARY_TIMEOUT = 10.0  # seconds, every register / ping / keep-alive call
+STREAM_TIMEOUT = 30.0  # seconds, one collect stream (Java: GRPC_UPSTREAM_TIMEOUT)
+BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
+IDLE_WAIT = 0.5  # seconds the sender sleeps when the queue is empty (woken early by report())
+
+
+class Backoff:
+    """Capped exponential backoff with jitter."""
+
+    def __init__(self, start: float = BACKOFF_START, cap: float = BACKOFF_CAP) -> None:
+        self.start, self.cap, self.current = start, cap, 0.0
+
+    def next(self) -> float:
+        self.current = min(self.cap, self.current * 2 if self.current else self.start)
+        return self.current * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+class Connection:
+    """One channel to the current backend of ``agent_collector_backend_services``; fails over in order."""
+
+    def __init__(self, backends: list[str], tls: bool) -> None:
+        self.backends = backends or ["127.0.0.1:11800"]
+        self.tls = tls
+        self._index = 0
+        self._channel: grpc.Channel | None = None
+        self._lock = threading.Lock()
+        self.generation = 0  # bumps on every new channel
+
+    @property
+    def target(self) -> str:
+        return self.backends[self._index]
+
+    def channel(self) -> tuple[grpc.Channel, int]:
+        with self._lock:
+            if self._channel is None:
+                target = self.backends[self._index]
+                self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials()) if self.tls \
+                    else grpc.insecure_channel(target)
+                self.generation += 1
+            return self._channel, self.generation
+
+    def failed(self, generation: int) -> None:
+        """The channel of ``generation`` failed: move to the next backend (once per generation)."""
+        with self._lock:
+            if generation != self.generation or self._channel is None:
+                return
+            self._channel.close()
+            self._channel = None
+            self._index = (self._index + 1) % len(self.backends)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = None
+
+
+class Protocol:
+    """What differs between v6 and v8: the control loop, the encoder, the collect path."""
+
+    collect_path = ""
+    response: Any = None
+
+    def manage(self, channel: grpc.Channel, generation: int) -> float:
+        """One control step; returns seconds until the next. gRPC errors propagate."""
+        raise NotImplementedError
+
+    def encode(self, segment: Segment) -> bytes:
+        """Serialized stream message; raises ValueError for a segment the backend would drop."""
+        raise NotImplementedError
+
+    def sent(self, segment: Segment) -> None:
+        """Called after a segment went out."""
+
+    @property
+    def instance_id(self) -> int:
+        return 0
+
+
+def metadata() -> tuple[tuple[str, str], ...]:
+    md = [("agent-version", f"company-skywalking/{__version__}")]
+    if config.agent_authentication:
+        md.append(("authentication", config.agent_authentication))
+    return tuple(md)
+
+
+class V6Protocol(Protocol):
+    """OAP 6.6.0: registration state machine, ping, ``/TraceSegmentReportService/collect``."""
+
+    collect_path = "/TraceSegmentReportService/collect"
+
+    def __init__(self, on_ready: Callable[[int], None], on_reset: Callable[[], None]) -> None:
+        from skywalking.protocol_v6 import encode, registry
+        from skywalking.protocol_v6.gen.common.common_pb2 import Commands
+
+        self._encode = encode
+        self.response = Commands
+        self.registry = registry.Registry(
+            config.SERVICE_NAME, registry.instance_properties(config.instance_properties()),
+            heartbeat=config.HEARTBEAT_PERIOD, cool_down=config.agent_reset_cool_down,
+            on_ready=on_ready, on_reset=on_reset)
+        self._client_factory = registry.Client
+        self._client: tuple[int, Any] = (0, None)
+
+    def manage(self, channel: grpc.Channel, generation: int) -> float:
+        if self._client[0] != generation:
+            self._client = (generation, self._client_factory(channel, UNARY_TIMEOUT, metadata()))
+        return self.registry.tick(self._client[1])
+
+    def encode(self, segment: Segment) -> bytes:
+        return self._encode.encode(segment, self.registry.ids()).SerializeToString()
+
+    def sent(self, segment: Segment) -> None:
+        self.registry.note_names(*self._encode.names_to_register(segment))
+
+    @property
+    def instance_id(self) -> int:
+        return self.registry.instance_id
+
+
+class V8Protocol(Protocol):
+    """OAP 8+: instance properties and keep-alive, ``/skywalking.v3.TraceSegmentReportService/collect``."""
+
+    collect_path = "/skywalking.v3.TraceSegmentReportService/collect"
+
+    def __init__(self) -> None:
+        from skywalking.protocol_v8 import encode
+        from skywalking.protocol_v8.gen.common.Common_pb2 import Commands, KeyStringValuePair
+        from skywalking.protocol_v8.gen.management.Management_pb2 import InstancePingPkg, InstanceProperties
+
+        self._encode = encode
+        self.response = Commands
+        self._ping = InstancePingPkg(service=config.SERVICE_NAME, serviceInstance=config.agent_instance_name)
+        props = {"language": "python", "OS Name": platform.system(), "hostname": socket.gethostname(),
+                 "Process No.": str(os.getpid()), "python_implementation": platform.python_implementation(),
+                 "python_version": platform.python_version(), **config.instance_properties()}
+        if config.agent_namespace:
+            props["namespace"] = config.agent_namespace
+        self._props = InstanceProperties(service=config.SERVICE_NAME, serviceInstance=config.agent_instance_name,
+                                         properties=[KeyStringValuePair(key=k, value=v) for k, v in props.items()])
+        self._beats = 0
+        self._calls: tuple[int, Any, Any] = (0, None, None)
+        self._types = (InstanceProperties, InstancePingPkg)
+
+    def manage(self, channel: grpc.Channel, generation: int) -> float:
+        if self._calls[0] != generation:
+            props_t, ping_t = self._types
+            path = "/skywalking.v3.ManagementService/"
+            self._calls = (generation,
+                           channel.unary_unary(path + "reportInstanceProperties",
+                                               request_serializer=props_t.SerializeToString,
+                                               response_deserializer=self.response.FromString),
+                           channel.unary_unary(path + "keepAlive", request_serializer=ping_t.SerializeToString,
+                                               response_deserializer=self.response.FromString))
+            self._beats = 0  # a new backend hears the properties first
+        _, report_properties, keep_alive = self._calls
+        if self._beats % max(1, config.agent_collector_properties_report_period_factor) == 0:
+            report_properties(self._props, timeout=UNARY_TIMEOUT, metadata=metadata())
+        keep_alive(self._ping, timeout=UNARY_TIMEOUT, metadata=metadata())
+        self._beats += 1
+        return config.HEARTBEAT_PERIOD
+
+    def encode(self, segment: Segment) -> bytes:
+        return self._encode.encode(segment, config.SERVICE_NAME, config.agent_instance_name).SerializeToString()
+
+
+def _passthrough(data: bytes) -> bytes:
+    return data
+
+
+class GrpcReporter(Reporter):
+    """See the module docstring."""
+
+    def __init__(self, protocol: Protocol, max_queue: int, backends: list[str], tls: bool) -> None:
+        self.protocol = protocol
+        self.max_queue = max(1, max_queue)
+        self.conn = Connection(backends, tls)
+        self._queue: deque[Segment] = deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stop_deadline = 0.0
+        self._threads: list[threading.Thread] = []
+        self.ready = threading.Event()
+        self.sent = 0
+        self.dropped: dict[str, int] = {}
+        self.failures = 0
+        self._drop_log = RateLimitedLog(30.0)
+        self._error_log = RateLimitedLog(30.0)
+
+    @property
+    def instance_id(self) -> int:  # type: ignore[override]
+        return self.protocol.instance_id
+
+    # -- application side -----------------------------------------------------------------------
+
+    def report(self, segment: Segment) -> bool:
+        queue = self._queue
+        if len(queue) >= self.max_queue:
+            self._drop(1, "queue full")
+            return False
+        queue.append(segment)
+        if not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    def _drop(self, n: int, why: str) -> None:
+        self.dropped[why] = self.dropped.get(why, 0) + n
+        self._drop_log.log(time.monotonic(), "dropped %d segment(s): %s (total dropped: %d)", n, why,
+                           sum(self.dropped.values()))
+
+    def stats(self) -> dict[str, Any]:
+        return {"queued": len(self._queue), "sent": self.sent, "dropped": dict(self.dropped),
+                "failures": self.failures, "backend": self.conn.target, "instance_id": self.instance_id}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name, target in (("SkyWalkingSender", self._send_loop), ("SkyWalkingManager", self._manage_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self.ready.wait(timeout) if timeout > 0 else self.ready.is_set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        try:
+            self._stop_deadline = time.monotonic() + timeout
+            self._stopping.set()
+            self._wake.set()
+            for thread in self._threads:
+                thread.join(max(0.0, self._stop_deadline - time.monotonic()))
+            left = len(self._queue)
+            if left:
+                self._drop(left, "not sent before stop")
+            self.conn.close()
+        except Exception:
+            logger.exception("reporter failed to stop cleanly")
+
+    # -- threads --------------------------------------------------------------------------------
+
+    def _manage_loop(self) -> None:
+        backoff = Backoff()
+        with suppress_tracing():
+            while not self._stopping.is_set():
+                channel, generation = self.conn.channel()
+                try:
+                    delay = self.protocol.manage(channel, generation)
+                    backoff.reset()
+                except grpc.RpcError as e:
+                    self._failed(generation, e)
+                    delay = backoff.next()
+                except Exception:
+                    logger.exception("reporter control loop failed")
+                    delay = backoff.next()
+                self._stopping.wait(delay)
+
+    def _send_loop(self) -> None:
+        backoff = Backoff()
+        with suppress_tracing():
+            while True:
+                stopping = self._stopping.is_set()
+                if not self._queue:
+                    if stopping:
+                        return
+                    self._wake.clear()
+                    if not self._queue:
+                        self._wake.wait(IDLE_WAIT)
+                    continue
+                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+                timeout = STREAM_TIMEOUT
+                if stopping:
+                    timeout = self._stop_deadline - time.monotonic()
+                    if timeout <= 0:
+                        self._queue.extendleft(reversed(batch))
+                        return
+                if self._send(batch, timeout):
+                    backoff.reset()
+                    continue
+                self._requeue(batch)
+                if stopping:
+                    return
+                self._stopping.wait(backoff.next())
+
+    def _send(self, batch: list[Segment], timeout: float) -> bool:
+        messages = []
+        for segment in batch:
+            try:
+                messages.append(self.protocol.encode(segment))
+            except ValueError as e:
+                self._drop(1, f"not accepted by the backend ({e})")
+            except Exception:
+                logger.exception("failed to encode a segment")
+                self._drop(1, "encoding failed")
+        if not messages:
+            return True
+        channel, generation = self.conn.channel()
+        collect = channel.stream_unary(self.protocol.collect_path, request_serializer=_passthrough,
+                                       response_deserializer=self.protocol.response.FromString)
+        try:
+            collect(iter(messages), timeout=timeout, metadata=metadata())
+        except grpc.RpcError as e:
+            self._failed(generation, e)
+            return False
+        self.sent += len(messages)
+        for segment in batch:
+            self.protocol.sent(segment)
+        return True
+
+    def _requeue(self, batch: list[Segment]) -> None:
+        self._queue.extendleft(reversed(batch))
+        excess = len(self._queue) - self.max_queue
+        for _ in range(max(0, excess)):
+            self._queue.popleft()
+        if excess > 0:
+            self._drop(excess, "queue full while the backend is unreachable")
+
+    def _failed(self, generation: int, error: grpc.RpcError) -> None:
+        self.failures += 1
+        code = error.code() if hasattr(error, "code") else None
+        self._error_log.log(time.monotonic(), "backend %s: %s; retrying with backoff", self.conn.target,
+                            getattr(code, "name", error))
+        self.conn.failed(generation)
+
+
+def create(on_ready: Callable[[Reporter], None], on_reset: Callable[[Reporter], None]) -> GrpcReporter:
+    """The reporter for the configured protocol version."""
+    backends = [b.strip() for b in config.agent_collector_backend_services.split(",") if b.strip()]
+    holder: list[GrpcReporter] = []
+
+    def ready(instance_id: int) -> None:
+        holder[0].ready.set()
+        on_ready(holder[0])
+
+    def reset() -> None:
+        holder[0].ready.clear()
+        on_reset(holder[0])
+
+    protocol: Protocol = V6Protocol(ready, reset) if config.agent_protocol_version == "v6" else V8Protocol()
+    reporter = GrpcReporter(protocol, config.agent_trace_reporter_max_buffer_size, backends, config.agent_force_tls)
+    holder.append(reporter)
+    if config.agent_protocol_version == "v8":
+        reporter.ready.set()
+    return reporter

@@ -1,0 +1,162 @@
+"""Bytes on the wire: the golden vectors of spec/golden-wire-vectors.md, through our protos and encoders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from skywalking import Component, Kind, Layer, Log, LogItem
+from skywalking.protocol_v6 import encode as v6
+from skywalking.protocol_v6.gen.common.common_pb2 import Commands
+from skywalking.protocol_v6.gen.register.InstancePing_pb2 import ServiceInstancePingPkg
+from skywalking.protocol_v6.gen.register.Register_pb2 import Endpoint, Endpoints, NetAddresses, ServiceInstance, \
+    ServiceInstances, Services
+from skywalking.protocol_v6.registry import SERVER, instance_properties
+from skywalking.protocol_v8 import encode as v8
+from skywalking.trace.ids import ID
+from skywalking.trace.segment import Segment, SegmentRef
+from skywalking.trace.span import Span
+from skywalking.trace.tags import TagHttpMethod
+
+ROOT = Path(__file__).resolve().parents[2]
+V2_SEGMENT = (
+    "0a0c0a0a022d80c0ee80b4d7811c126210ffffffffffffffffff011880b499e4f22d20fab599e4f22d2a2812050a030102031804200"
+    "12a0e3132372e302e302e313a38303830380142072f706f7274616c587b3a042f617069580360e6367a120a0b687474702e6d657468"
+    "6f641203474554125b0801188ab499e4f22d20f0b599e4f22d3a052f646f776e4a0e3132372e302e302e313a393039305001580360"
+    "da36700182012808c8b599e4f22d120e0a056576656e7412056572726f72120f0a076d6573736167651204626f6f6d18022003")
+V2_UPSTREAM = "0a050a0303040512d301" + V2_SEGMENT
+V3_SEGMENT = (
+    "0a03742d311203732d311a7810ffffffffffffffffff011880b499e4f22d20e4b499e4f22d2a2f1203742d311a03732d302001"
+    "2a057376632d613206696e73742d613a022f61420e3132372e302e302e313a3737373732022f623a0f3132372e302e302e313a34"
+    "303030304803" "50e63662120a0b687474702e6d6574686f64120347455422057376632d622a06696e73742d62")
+
+
+def sw6_id(text: str) -> ID:
+    parts = tuple(int(p) for p in text.split("."))
+    return ID(text, parts)  # type: ignore[arg-type]
+
+
+def span(sid: int, pid: int, kind: Kind, op: str, start: int, end: int, layer: Layer, component: Component,
+         peer: str | None = None) -> Span:
+    s = Span(None, sid, pid, op, peer, kind, component, layer)  # type: ignore[arg-type]
+    s.start_time, s.end_time = start, end
+    return s
+
+
+def golden_v2_segment() -> Segment:
+    seg = Segment(sw6_id("2.45.15770000000000000"), sw6_id("3.4.5"), 1577000000000, service_instance_id=3)
+    entry = span(0, -1, Kind.Entry, "/api", 1577000000000, 1577000000250, Layer.Http, Component.FastAPI)
+    entry.tag(TagHttpMethod("GET"))
+    ref = SegmentRef("CrossProcess", sw6_id("3.4.5"), sw6_id("1.2.3"), 4)
+    ref.parent_instance_id, ref.entry_instance_id, ref.client_address = 1, 1, "127.0.0.1:8080"
+    ref.entry_endpoint, ref.endpoint_id = "/portal", 123
+    entry.refs = [ref]
+    exit_ = span(1, 0, Kind.Exit, "/down", 1577000000010, 1577000000240, Layer.Http, Component.Requests,
+                 "127.0.0.1:9090")
+    exit_.error_occurred = True
+    exit_.logs = [Log(1577000000200, [LogItem("event", "error"), LogItem("message", "boom")])]
+    seg.spans = [entry, exit_]
+    return seg
+
+
+def test_v2_segment_and_upstream_segment_byte_for_byte() -> None:
+    msg = v6.encode(golden_v2_segment(), v6.Ids(service_id=2, instance_id=3))
+    assert msg.segment.hex() == V2_SEGMENT
+    assert msg.SerializeToString().hex() == V2_UPSTREAM
+
+
+def test_v2_uses_issued_ids_for_endpoints_and_peers_only() -> None:
+    ids = v6.Ids(2, 3, endpoints={"/api": 7, "/down": 8}, addresses={"127.0.0.1:9090": 9})
+    from skywalking.protocol_v6.gen.language_agent_v2.trace_pb2 import SegmentObject
+
+    obj = SegmentObject.FromString(v6.encode(golden_v2_segment(), ids).segment)
+    entry, exit_ = obj.spans
+    assert (entry.operationNameId, entry.operationName) == (7, "")
+    assert (exit_.operationNameId, exit_.operationName) == (0, "/down")  # exit names are never endpoints
+    assert (exit_.peerId, exit_.peer) == (9, "")
+    assert entry.component == exit_.component == ""  # never the string: OAP 6.6.0 drops unknown names
+
+
+def test_v2_stale_segment_after_reset_is_refused() -> None:
+    with pytest.raises(v6.StaleSegment):
+        v6.encode(golden_v2_segment(), v6.Ids(service_id=2, instance_id=4))
+
+
+def test_v2_leaves_out_refs_it_cannot_express() -> None:
+    seg = golden_v2_segment()
+    sw8_ref = SegmentRef("CrossProcess", ID("abc.1.2"), ID("abc.1.1"), 1)  # from an sw8 header: no instance id
+    sw8_ref.service, sw8_ref.service_instance, sw8_ref.client_address = "svc", "inst", "h:1"
+    no_address = SegmentRef("CrossThread", sw6_id("3.4.5"), sw6_id("1.2.3"), 0)
+    no_address.parent_instance_id = 3
+    seg.spans[0].refs = [sw8_ref, no_address, *seg.spans[0].refs]
+    msg = v6.encode(seg, v6.Ids(2, 3))
+    assert msg.segment.hex() == V2_SEGMENT
+
+
+def test_registration_messages_byte_for_byte() -> None:
+    props = [("os_name", "Linux"), ("host_name", "h1"), ("ipv4", "10.0.0.1"), ("ipv4", "10.0.0.2"),
+             ("process_no", "42"), ("language", "python")]
+    instances = ServiceInstances(instances=[ServiceInstance(
+        serviceId=2, instanceUUID="0123456789abcdef0123456789abcdef", time=1577000000000,
+        properties=[{"key": k, "value": v} for k, v in props])])
+    assert instances.SerializeToString().hex() == (
+        "0a98010802122030313233343536373839616263646566303132333435363738396162636465661880b499e4f22d2a100a076f73"
+        "5f6e616d6512054c696e75782a0f0a09686f73745f6e616d65120268312a100a0469707634120831302e302e302e312a100a0469"
+        "707634120831302e302e302e322a100a0a70726f636573735f6e6f120234322a120a086c616e67756167651206707974686f6e")
+    endpoint = Endpoint(serviceId=2, endpointName="/api", **{"from": SERVER})
+    assert Endpoints(endpoints=[endpoint]).SerializeToString().hex() == "0a0a080212042f6170692801"
+    assert NetAddresses(addresses=["127.0.0.1:9090"]).SerializeToString().hex() == "0a0e3132372e302e302e313a39303930"
+    ping = ServiceInstancePingPkg(serviceInstanceId=3, time=1577000000000,
+                                  serviceInstanceUUID="0123456789abcdef0123456789abcdef")
+    assert ping.SerializeToString().hex() == (
+        "08031080b499e4f22d1a203031323334353637383961626364656630313233343536373839616263646566")
+    assert Services(services=[{"serviceName": "py-svc"}]).SerializeToString().hex() == "0a080a0670792d737663"
+    reset = Commands.FromString(bytes.fromhex(
+        "0a2c0a14536572766963654d65746164617461526573657412140a0c53657269616c4e756d626572120435613562"))
+    assert (reset.commands[0].command, reset.commands[0].args[0].key, reset.commands[0].args[0].value) == (
+        "ServiceMetadataReset", "SerialNumber", "5a5b")
+
+
+def test_instance_properties_follow_the_java_order() -> None:
+    keys = [p.key for p in instance_properties({"team": "llm", "language": "not-python"})]
+    assert keys[:2] == ["os_name", "host_name"]
+    assert keys[-3:] == ["process_no", "language", "team"]
+    assert set(keys[2:-3]) <= {"ipv4"}
+    values = {p.key: p.value for p in instance_properties({})}
+    assert values["language"] == "python" and values["process_no"].isdigit()
+
+
+def test_v3_segment_byte_for_byte() -> None:
+    seg = Segment(ID("s-1"), ID("t-1"), 1577000000000)
+    entry = span(0, -1, Kind.Entry, "/b", 1577000000000, 1577000000100, Layer.Http, Component.FastAPI,
+                 "127.0.0.1:40000")
+    entry.tag(TagHttpMethod("GET"))
+    ref = SegmentRef("CrossProcess", ID("t-1"), ID("s-0"), 1)
+    ref.service, ref.service_instance, ref.endpoint, ref.client_address = "svc-a", "inst-a", "/a", "127.0.0.1:7777"
+    entry.refs = [ref]
+    seg.spans = [entry]
+    assert v8.encode(seg, "svc-b", "inst-b").SerializeToString().hex() == V3_SEGMENT
+
+
+def test_generated_modules_are_not_stale() -> None:
+    protoc = ROOT / ".venvs" / "protoc" / "bin" / "python"
+    assert protoc.exists(), "the pinned protoc venv is missing: run `make protos`"
+    out = subprocess.run([str(protoc), str(ROOT / "tools" / "gen_protos.py"), "--check"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_generated_modules_use_a_private_descriptor_pool() -> None:
+    code = ("from google.protobuf import descriptor_pool\n"
+            "import skywalking.protocol_v6.gen.language_agent_v2.trace_pb2, skywalking.protocol_v8.gen."
+            "language_agent.Tracing_pb2\n"
+            "pool = descriptor_pool.Default()\n"
+            "for name in ('Commands', 'SegmentObject', 'skywalking.v3.SegmentObject'):\n"
+            "    try:\n        pool.FindMessageTypeByName(name); print('LEAK', name)\n"
+            "    except KeyError:\n        pass\n"
+            "print('OK')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "OK", out.stdout + out.stderr
