@@ -12,8 +12,14 @@ from skywalking import Component, Kind, Layer, Log, LogItem
 from skywalking.protocol_v6 import encode as v6
 from skywalking.protocol_v6.gen.common.common_pb2 import Commands
 from skywalking.protocol_v6.gen.register.InstancePing_pb2 import ServiceInstancePingPkg
-from skywalking.protocol_v6.gen.register.Register_pb2 import Endpoint, Endpoints, NetAddresses, ServiceInstance, \
-    ServiceInstances, Services
+from skywalking.protocol_v6.gen.register.Register_pb2 import (
+    Endpoint,
+    Endpoints,
+    NetAddresses,
+    ServiceInstance,
+    ServiceInstances,
+    Services,
+)
 from skywalking.protocol_v6.registry import SERVER, instance_properties
 from skywalking.protocol_v8 import encode as v8
 from skywalking.trace.ids import ID
