@@ -177,12 +177,106 @@ def table(bench: Benchmark, results: dict[str, dict[str, Any]]) -> str:
     return '\n'.join(rows)
 
 
+class CollectorProcess:
+    """The bundled collector (from .venv), on ephemeral 127.0.0.1 ports."""
+
+    def __init__(self, *extra: str) -> None:
+        self.proc = subprocess.Popen([str(OURS_PYTHON), '-m', 'skywalking.collector', '--grpc-port', '0',
+                                      '--http-port', '0', '--no-print', '--log-level', 'WARNING', *extra],
+                                     cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ''
+        if not line.startswith('collector ready'):
+            self.stop()
+            raise RuntimeError(f'collector did not start: {line!r}')
+        parts = dict(p.split('=', 1) for p in line.split()[2:])
+        self.grpc, self.http = parts['grpc'], parts['http']
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def reporter_leg(config: Config, protocol: str, segments: int) -> dict[str, Any]:
+    collector = CollectorProcess('--sink')  # counts only, so the agents are measured, not the collector
+    try:
+        proc = run([config.python, '-I', BENCH_DIR / 'bench_reporter.py', '--mode', 'throughput', '--collector',
+                    collector.grpc, '--collector-http', collector.http, '--protocol', protocol,
+                    '--segments', str(segments)], timeout=600)
+    finally:
+        collector.stop()
+    lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+    return json.loads(lines[-1]) if lines else {'ok': False, 'error': proc.stderr[-2000:]}
+
+
+def start_soak(minutes: float, rate: int) -> tuple[subprocess.Popen[str], CollectorProcess]:
+    """The soak leg (ours, v6): registers, then run.py kills the collector and lets the load begin."""
+    collector = CollectorProcess()
+    proc = subprocess.Popen([str(OURS_PYTHON), '-I', str(BENCH_DIR / 'bench_reporter.py'), '--mode', 'soak',
+                             '--collector', collector.grpc, '--minutes', str(minutes), '--rate', str(rate)],
+                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    line = proc.stderr.readline() if proc.stderr else ''
+    collector.stop()  # the backend goes away for the whole soak
+    if proc.stdin:
+        proc.stdin.write('go\n')
+        proc.stdin.flush()
+    if 'registered' not in line:
+        log(f'soak: agent did not register: {line!r}')
+    return proc, collector
+
+
+def finish_soak(proc: subprocess.Popen[str], minutes: float) -> dict[str, Any]:
+    try:
+        out, _ = proc.communicate(timeout=minutes * 60 + 300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return {'ok': False, 'error': 'soak timed out'}
+    lines = [line for line in out.splitlines() if line.startswith('{')]
+    return json.loads(lines[-1]) if lines else {'ok': False, 'error': 'no result'}
+
+
+def reporter_benchmarks(args: argparse.Namespace, upstream_ok: bool, soak: tuple[Any, Any] | None) -> bool:
+    results = {'ours (v6)': reporter_leg(CONFIGS[2], 'v6', args.segments)}
+    if upstream_ok:
+        results['upstream (v8)'] = reporter_leg(CONFIGS[1], 'v8', args.segments)
+    print('### reporter: segments encoded, sent over gRPC and received by the bundled collector (--sink)\n')
+    print('| config | segments | seconds | segments/s | agent CPU µs/segment | status |\n|---|---:|---:|---:|---:|---|')
+    for name, res in results.items():
+        print(f"| {name} | {res.get('received', '—')} | {fmt(res.get('elapsed_s'), '.2f')} | "
+              f"{fmt(res.get('segments_per_s'), ',.0f')} | {fmt(res.get('cpu_us_per_segment'), ',.0f')} | "
+              f"{'ok' if res.get('ok') else res.get('error', 'FAILED')} |")
+    ours, up = results['ours (v6)'], results.get('upstream (v8)', {})
+    if ours.get('segments_per_s') and up.get('segments_per_s'):
+        print(f"\nours / upstream: **{ours['segments_per_s'] / up['segments_per_s']:.2f}×** throughput, "
+              f"**{up['cpu_us_per_segment'] / ours['cpu_us_per_segment']:.2f}×** less agent CPU per segment")
+    payload: dict[str, Any] = {'throughput': results}
+    if soak is not None:
+        res = finish_soak(soak[0], args.soak_minutes)
+        payload['soak'] = res
+        samples = res.get('rss_kib') or []
+        print(f"\n### soak: {args.soak_minutes} min at {args.soak_rate} segments/s with the collector down\n")
+        if samples:
+            print(f"RSS first {samples[0] / 1024:.1f} MiB, max {max(samples) / 1024:.1f} MiB, last "
+                  f"{samples[-1] / 1024:.1f} MiB; growth after the queue filled "
+                  f"{res.get('rss_growth_kib_after_fill', 0) / 1024:.1f} MiB; reporter {res.get('reporter')}")
+        else:
+            print(f"soak failed: {res.get('error')}")
+    (RESULTS_DIR / 'reporter.json').write_text(json.dumps(payload, indent=2) + '\n', encoding='utf-8')
+    print(f"\nwrote {(RESULTS_DIR / 'reporter.json').relative_to(ROOT)}\n")
+    return bool(results['ours (v6)'].get('ok'))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--requests', type=int, default=20_000, help='requests per round (default 20000)')
     parser.add_argument('--rounds', type=int, default=7, help='timed rounds (default 7)')
     parser.add_argument('--warmup', type=int, default=5_000, help='untimed requests first (default 5000)')
-    parser.add_argument('--only', action='append', choices=[b.name for b in BENCHMARKS], help='run only these')
+    parser.add_argument('--only', action='append', choices=[*(b.name for b in BENCHMARKS), 'reporter'],
+                        help='run only these')
+    parser.add_argument('--segments', type=int, default=5000, help='segments per reporter throughput leg')
+    parser.add_argument('--soak-minutes', type=float, default=10, help='collector-down soak (0 skips it)')
+    parser.add_argument('--soak-rate', type=int, default=200, help='segments per second during the soak')
     parser.add_argument('--instructions', action='store_true',
                         help='also count instructions per request with valgrind (about a minute per leg)')
     args = parser.parse_args(argv)
@@ -193,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f'python {platform.python_version()} ({sys.executable}), {platform.machine()}, {os.cpu_count()} CPUs; '
           f'{args.rounds} rounds × {args.requests} requests after {args.warmup} warm-up, gc on\n')
 
+    soak = None
+    if have_ours and args.soak_minutes > 0 and not args.only:
+        soak = start_soak(args.soak_minutes, args.soak_rate)  # runs while the rest is measured
     failed: list[str] = []
     for bench in BENCHMARKS:
         if args.only and bench.name not in args.only:
@@ -228,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(payload, indent=2) + '\n', encoding='utf-8')
         print(f'wrote {out.relative_to(ROOT)}\n')
 
+    if have_ours and (not args.only or 'reporter' in args.only):
+        if not reporter_benchmarks(args, not upstream_error, soak):
+            failed.append('reporter/ours')
     if failed:
         print(f'FAILED legs: {", ".join(failed)}')
         return 1

@@ -203,7 +203,8 @@ class Inventory:
             mapped = attrs.get("mappedServiceId")
             attrs["mappedService"] = self.service_name(mapped) if mapped else None
             addresses.append({"id": e.id, **attrs})
-        v3 = [{"service": s, "serviceInstance": i, **dict(attrs)} for (s, i), attrs in sorted(self.v3_instances.items())]
+        v3 = [{"service": s, "serviceInstance": i, **dict(attrs)}
+              for (s, i), attrs in sorted(self.v3_instances.items())]
         pending = {t.kind + "s": t.pending_count() for t in self.tables()}
         return {"services": services, "instances": instances, "endpoints": endpoints, "addresses": addresses,
                 "v3Instances": v3, "pendingCreations": pending}

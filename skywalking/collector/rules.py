@@ -276,11 +276,12 @@ def check_v3_span_zero(seg: Any) -> Iterator[Reason]:
 
 
 def check_v3_refs(seg: Any) -> Iterator[Reason]:
-    fields = ("traceId", "parentTraceSegmentId", "parentService", "parentServiceInstance", "parentEndpoint",
-              "networkAddressUsedAtPeer")
+    fields = ("traceId", "parentTraceSegmentId", "parentService", "parentServiceInstance", "parentEndpoint")
     for span in seg.spans:
         for i, ref in enumerate(span.refs):
-            missing = [f for f in fields if not getattr(ref, f)]
+            # a CrossThread ref (refType 1) has no peer: only a caller in another process used an address
+            required = fields if ref.refType == 1 else (*fields, "networkAddressUsedAtPeer")
+            missing = [f for f in required if not getattr(ref, f)]
             if missing:
                 yield Reason("v3-ref-field", f"{_ref_label(span, i)}: empty {', '.join(missing)} (§4.1, §4.3)")
             if ref.parentSpanId < 0:

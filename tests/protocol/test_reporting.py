@@ -1,0 +1,200 @@
+"""Agents reporting to the bundled collector: real processes, real gRPC, real HTTP between services."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.protocol.procs import Collector, Proc, Service, free_port, wait_for
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """Every process a test starts; all are stopped at the end, whatever happens."""
+    started: list[Proc] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop(kill=True)
+
+
+@pytest.fixture
+def spawn(procs: list[Proc]) -> Callable[..., Any]:
+    def _spawn(kind: type, *args: Any, **kwargs: Any) -> Any:
+        proc = kind(*args, **kwargs)
+        procs.append(proc)
+        return proc
+
+    return _spawn
+
+
+def segment_of(trace: dict[str, Any], service: str) -> dict[str, Any]:
+    (seg,) = [s for s in trace["segments"] if s["service"] == service]
+    return seg
+
+
+def span_of(seg: dict[str, Any], kind: str) -> dict[str, Any]:
+    (span,) = [s for s in seg["spans"] if s["spanType"] == kind]
+    return span
+
+
+def linked_call(spawn: Callable[..., Any], collector: Collector, protocol: str) -> tuple[dict, dict, dict, str]:
+    b = spawn(Service, "svc-b", collector.grpc, protocol)
+    a = spawn(Service, "svc-a", collector.grpc, protocol)
+    resp = a.call(next=f"{b.url}/call")
+    trace_id = resp["trace_id"]
+    assert resp["downstream"]["trace_id"] == trace_id != "N/A"
+    trace = collector.trace(trace_id, 2)
+    collector.settled()
+    assert collector.api("/api/drops") == []
+    return resp, segment_of(trace, "svc-a"), segment_of(trace, "svc-b"), f"127.0.0.1:{b.port}"
+
+
+def test_two_processes_linked_by_sw6(spawn: Callable[..., Any]) -> None:
+    collector = spawn(Collector)
+    resp, seg_a, seg_b, b_address = linked_call(spawn, collector, "v6")
+    assert list(resp["headers_sent"]) == ["sw6"]
+    exit_a = span_of(seg_a, "Exit")
+    entry_b = span_of(seg_b, "Entry")
+    (ref,) = entry_b["refs"]
+    assert ref["refType"] == "CrossProcess"
+    assert (ref["parentTraceSegmentId"], ref["parentSpanId"]) == (seg_a["segmentId"], exit_a["spanId"])
+    assert ref["parentServiceInstance"] == seg_a["serviceInstance"]
+    assert ref["networkAddress"] == exit_a["peer"] == b_address  # the caller's peer, verbatim (§2.6)
+    assert (ref["entryEndpoint"], ref["parentEndpoint"]) == ("/call", "/call")
+    assert seg_a["traceId"] == seg_b["traceId"] == resp["trace_id"] and len(seg_a["traceId"].split(".")) == 3
+    inventory = collector.api("/api/inventory")
+    props = {i["name"]: i["properties"] for i in inventory["instances"]}
+    (a_props,) = [p for name, p in props.items() if name.startswith("svc-a-pid:")]
+    assert a_props["language"] == "python" and a_props["process_no"].isdigit()
+
+
+def test_two_processes_linked_by_sw8_in_v8_mode(spawn: Callable[..., Any]) -> None:
+    collector = spawn(Collector)
+    resp, seg_a, seg_b, b_address = linked_call(spawn, collector, "v8")
+    assert list(resp["headers_sent"]) == ["sw8"]
+    exit_a = span_of(seg_a, "Exit")
+    (ref,) = span_of(seg_b, "Entry")["refs"]
+    assert (ref["parentTraceSegmentId"], ref["parentSpanId"]) == (seg_a["segmentId"], exit_a["spanId"])
+    assert (ref["parentService"], ref["parentServiceInstance"]) == ("svc-a", "svc-a-instance")
+    assert ref["parentEndpoint"] == "/call" and ref["networkAddress"] == exit_a["peer"] == b_address
+    assert seg_a["protocol"] == seg_b["protocol"] == "v3"
+
+
+def test_nothing_is_traced_until_the_oap_answers(spawn: Callable[..., Any]) -> None:
+    collector = spawn(Collector, register_delay=2.0)
+    svc = spawn(Service, "svc-slow", collector.grpc, SW_AGENT_REGISTER_WAIT="0")
+    early = svc.call(next=f"{svc.url}/stats")
+    assert early["trace_id"] == "N/A" and early["headers_sent"] == {}  # no trace, no header: like Java
+    wait_for(lambda: svc.stats()["instance_id"] > 0, timeout=15, what="registration")
+    late = svc.call()
+    assert late["trace_id"] != "N/A"
+    collector.trace(late["trace_id"], 1)
+
+
+def test_register_wait_makes_the_first_request_traced(spawn: Callable[..., Any]) -> None:
+    collector = spawn(Collector, register_delay=1.0)
+    svc = spawn(Service, "svc-wait", collector.grpc, SW_AGENT_REGISTER_WAIT="15")
+    first = svc.call()
+    assert first["trace_id"] != "N/A"
+    collector.trace(first["trace_id"], 1)
+
+
+def test_reset_then_register_again_with_the_same_uuid(spawn: Callable[..., Any]) -> None:
+    collector = spawn(Collector)
+    svc = spawn(Service, "svc-reset", collector.grpc)
+    before = svc.call()
+    collector.trace(before["trace_id"], 1)
+    uuids = {i["uuid"] for i in collector.api("/api/inventory")["instances"]}
+    collector.api("/api/reset", post=True)
+    wait_for(lambda: svc.stats()["resets"] >= 1 and svc.stats()["instance_id"] > 0, timeout=20,
+             what="reset and re-registration")
+    after = svc.call()
+    assert after["trace_id"] != "N/A"
+    collector.trace(after["trace_id"], 1)
+    assert {i["uuid"] for i in collector.api("/api/inventory")["instances"]} == uuids
+    collector.settled()
+    assert collector.api("/api/drops") == []
+
+
+def test_collector_started_after_the_agent(spawn: Callable[..., Any]) -> None:
+    grpc_port = free_port()
+    svc = spawn(Service, "svc-early", f"127.0.0.1:{grpc_port}", SW_AGENT_REGISTER_WAIT="0")
+    t0 = time.monotonic()
+    for _ in range(5):
+        assert svc.call()["trace_id"] == "N/A"  # untraced, and never blocked
+    assert time.monotonic() - t0 < 5
+    collector = spawn(Collector, grpc_port=grpc_port)
+    wait_for(lambda: svc.stats()["instance_id"] > 0, timeout=40, what="registration once the collector is up")
+    resp = svc.call()
+    collector.trace(resp["trace_id"], 1)
+
+
+def test_collector_killed_in_the_middle_of_a_stream(spawn: Callable[..., Any]) -> None:
+    collector = spawn(Collector)
+    port, http_port = collector.grpc_port, collector.http_port
+    svc = spawn(Service, "svc-load", collector.grpc, SW_TEST_LOAD="200")
+    wait_for(lambda: svc.stats()["sent"] > 50, what="segments flowing")
+    collector.stop(kill=True)
+    t0 = time.monotonic()
+    for _ in range(20):
+        svc.call()  # the application goes on, quickly, while the backend is gone
+    assert time.monotonic() - t0 < 10
+    time.sleep(1)
+    restarted = spawn(Collector, grpc_port=port, http_port=http_port)
+    # a fresh collector knows nothing: the agent is told to reset, registers again, and data flows
+    wait_for(lambda: svc.stats()["resets"] >= 1 and svc.stats()["instance_id"] > 0, timeout=40,
+             what="re-registration with the restarted collector")
+    resp = svc.call()
+    restarted.trace(resp["trace_id"], 1)
+    assert svc.stats()["failures"] >= 1
+
+
+def test_queue_overflow_is_counted_and_logged_once(spawn: Callable[..., Any]) -> None:
+    svc = spawn(Service, "svc-full", f"127.0.0.1:{free_port()}", "v8", SW_AGENT_TRACE_REPORTER_MAX_BUFFER_SIZE="5")
+    for _ in range(30):
+        svc.call()
+    stats = svc.stats()
+    assert stats["queued"] <= 5
+    assert stats["dropped"].get("queue full", 0) >= 25 - 5
+    wait_for(lambda: any("dropped" in line for line in svc.stderr), timeout=5, what="the drop warning")
+    assert sum("dropped" in line and "queue full" in line for line in svc.stderr) == 1
+
+
+def test_failover_and_authentication_metadata(spawn: Callable[..., Any]) -> None:
+    collector = spawn(Collector)
+    dead = f"127.0.0.1:{free_port()}"  # first in the list: the agent moves on to the next backend
+    svc = spawn(Service, "svc-auth", f"{dead},{collector.grpc}", "v8", SW_AGENT_AUTHENTICATION="s3cret")
+    resp = svc.call()
+    collector.trace(resp["trace_id"], 1)  # delivered through the second backend
+    assert svc.stats()["backend"] == collector.grpc
+    # every call carries the token: the collect stream and the management calls (after their backoff)
+    metadata = wait_for(lambda: (lambda m: m if m.get("authentication=s3cret", 0) >= 3 else None)(
+        collector.api("/api/stats")["metadata"]), what="three authenticated calls")
+    assert any(key.startswith("agent-version=company-skywalking/") for key in metadata)
+    assert svc.stats()["failures"] >= 1
+
+
+def test_stop_is_bounded_when_the_backend_is_gone(spawn: Callable[..., Any]) -> None:
+    import subprocess
+    import sys
+
+    from tests.protocol.procs import ROOT, clean_env
+
+    code = ("import time\n"
+            "from skywalking import agent, config\n"
+            "from skywalking.trace.context import get_context\n"
+            f"config.init(agent_collector_backend_services='127.0.0.1:{free_port()}', agent_protocol_version='v8')\n"
+            "agent.start()\n"
+            "for _ in range(1000):\n"
+            "    with get_context().new_local_span('work'): pass\n"
+            "t = time.monotonic(); agent.stop(); print('STOPPED', round(time.monotonic() - t, 2))\n")
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], env=clean_env(), cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.split()[-1]) <= 6.0  # STOP_TIMEOUT (5 s) plus scheduling
+    assert time.monotonic() - t0 < 30
+    assert "not sent before stop" in out.stderr and "Traceback" not in out.stderr
