@@ -41,9 +41,9 @@ docs: venv
 bench: venv
 	$(BIN)/python bench/run.py
 
-## make demo: a traced request continued from a Java-style sw6 header, printed as a tree
+## make demo: two traced services linked by sw6, reported to the bundled collector, trace printed
 demo: venv
-	$(BIN)/python examples/core_demo.py
+	$(BIN)/python examples/demo.py
 
 ## make tox: the unit tests on every supported Python (3.10-3.13) and on the dependency floors
 # (pyenv-installed interpreters are put on PATH so that tox finds python3.10 ... python3.13)
