@@ -38,7 +38,7 @@ class RunningCollector:
 
 def start(host: str = "127.0.0.1", grpc_port: int = 11800, http_port: int = 12800, register_delay: float = 0.3,
           print_delay: float = 1.0, retry_grace: float = 6.0, max_segments: int = 100_000,
-          print_output: bool = True, sink: bool = False) -> RunningCollector:
+          print_output: bool = True, sink: bool = False, tls: tuple[bytes, bytes] | None = None) -> RunningCollector:
     """Start the collector's gRPC and HTTP servers (ports may be 0) and its ticker thread."""
     from skywalking.collector.app import _stdout
     from skywalking.collector.grpc_server import start_grpc
@@ -46,7 +46,7 @@ def start(host: str = "127.0.0.1", grpc_port: int = 11800, http_port: int = 1280
 
     col = Collector(register_delay=register_delay, print_delay=print_delay, retry_grace=retry_grace,
                     max_segments=max_segments, printer=_stdout if print_output else None, sink=sink)
-    grpc_server, bound_grpc = start_grpc(col, host, grpc_port)
+    grpc_server, bound_grpc = start_grpc(col, host, grpc_port, tls=tls)
     try:
         http_server, bound_http, _ = start_http(col, host, http_port)
     except Exception:

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from skywalking.collector import start
@@ -29,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "1 s + 10 x 0.5 s)")
     p.add_argument("--max-segments", type=int, default=100_000, help="segments kept (newest; default 100000)")
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
+    p.add_argument("--tls-cert", help="PEM certificate: serve gRPC over TLS (with --tls-key)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--sink", action="store_true",
                    help="count received segments only (no rules, no storage): for throughput benchmarks")
     return p.parse_args(argv)
@@ -38,9 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            logging.getLogger("skywalking.collector").error("--tls-cert and --tls-key go together")
+            return 2
+        tls = (Path(args.tls_key).read_bytes(), Path(args.tls_cert).read_bytes())
     try:
         running = start(args.host, args.grpc_port, args.http_port, args.register_delay, args.print_delay,
-                        args.retry_grace, args.max_segments, print_output=not args.no_print, sink=args.sink)
+                        args.retry_grace, args.max_segments, print_output=not args.no_print, sink=args.sink,
+                        tls=tls)
     except OSError as exc:
         logging.getLogger("skywalking.collector").error("cannot start: %s", exc)
         return 1

@@ -158,13 +158,17 @@ def v3_handlers(col: Collector) -> list[grpc.GenericRpcHandler]:
     return [trace, management]
 
 
-def start_grpc(col: Collector, host: str, port: int, max_workers: int = 32) -> tuple[grpc.Server, int]:
-    """Start a plaintext server bound to ``host:port`` only; returns it and the bound port."""
+def start_grpc(col: Collector, host: str, port: int, max_workers: int = 32,
+               tls: tuple[bytes, bytes] | None = None) -> tuple[grpc.Server, int]:
+    """Start a server bound to ``host:port`` only (TLS with ``tls`` = (key PEM, certificate PEM), else
+    plaintext like OAP 6.6.0's default); returns it and the bound port."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="collector-grpc"),
                          handlers=[*v6_handlers(col), *v3_handlers(col)],
                          options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE)])
     try:
-        bound = server.add_insecure_port(host_port(host, port))
+        address = host_port(host, port)
+        bound = server.add_secure_port(address, grpc.ssl_server_credentials([tls])) if tls \
+            else server.add_insecure_port(address)
     except RuntimeError as exc:  # newer grpcio raises instead of returning 0
         raise OSError(f"cannot bind gRPC to {host_port(host, port)}: {exc}") from exc
     if bound == 0:

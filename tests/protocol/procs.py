@@ -86,10 +86,10 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class Collector(Proc):
-    def __init__(self, grpc_port: int = 0, http_port: int = 0, register_delay: float = 0.2) -> None:
+    def __init__(self, grpc_port: int = 0, http_port: int = 0, register_delay: float = 0.2, *extra: str) -> None:
         super().__init__([sys.executable, "-m", "skywalking.collector", "--grpc-port", str(grpc_port),
                           "--http-port", str(http_port), "--register-delay", str(register_delay),
-                          "--print-delay", "0.5"], clean_env(), "collector ready")
+                          "--print-delay", "0.5", *extra], clean_env(), "collector ready")
         parts = dict(p.split("=", 1) for p in self.ready_line.split()[2:])
         self.grpc, self.http = parts["grpc"], parts["http"]
         self.grpc_port, self.http_port = int(self.grpc.rsplit(":", 1)[1]), int(self.http.rsplit(":", 1)[1])

@@ -198,3 +198,20 @@ def test_stop_is_bounded_when_the_backend_is_gone(spawn: Callable[..., Any]) -> 
     assert float(out.stdout.split()[-1]) <= 6.0  # STOP_TIMEOUT (5 s) plus scheduling
     assert time.monotonic() - t0 < 30
     assert "not sent before stop" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_tls_channel(spawn: Callable[..., Any]) -> None:
+    from tests.protocol.procs import ROOT
+
+    cert, key = ROOT / "tests" / "fixtures" / "collector-test.crt", ROOT / "tests" / "fixtures" / "collector-test.key"
+    collector = spawn(Collector, 0, 0, 0.2, "--tls-cert", str(cert), "--tls-key", str(key))
+    port = collector.grpc_port
+    # the test certificate is trusted through gRPC's roots override; the agent only sets agent_force_tls
+    svc = spawn(Service, "svc-tls", f"localhost:{port}", SW_AGENT_FORCE_TLS="true",
+                GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=str(cert))
+    resp = svc.call()
+    assert resp["trace_id"] != "N/A"
+    collector.trace(resp["trace_id"], 1)
+    # without TLS the same collector is unreachable: nothing registers
+    plain = spawn(Service, "svc-plain", f"localhost:{port}", SW_AGENT_REGISTER_WAIT="2")
+    assert plain.call()["trace_id"] == "N/A" and plain.stats()["instance_id"] == 0
