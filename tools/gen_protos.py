@@ -7,7 +7,10 @@ and what older Ray releases pin) to 7.x. Two edits follow generation:
 * imports between generated modules become absolute (``skywalking.protocol_v6.gen.common...``);
 * descriptors go to a private pool per protocol (``gen.POOL``), not protobuf's default pool: the v6
   files have no package, so their names (``Commands``, ``KeyStringValuePair``, ...) would otherwise
-  sit at the root of the process-wide pool, where any application's proto could collide with them.
+  sit at the root of the process-wide pool, where any application's proto could collide with them;
+* message classes are made by ``skywalking._protobuf.build_messages``, which (unlike protobuf's
+  builder) does not register them in the global symbol database (that leaks into the default pool
+  under the pure-Python protobuf implementation).
 
 ``--check`` regenerates into a temporary directory and fails if the committed modules differ.
 """
@@ -55,7 +58,11 @@ def generate(protocol: str, out: Path) -> None:
                           flags=re.M)
             text = text.replace("_descriptor_pool.Default()", "_POOL")
             module = str(rel.with_suffix("")).replace("/", ".")
-            text = text.replace(f"DESCRIPTOR, '{module}', globals()", f"DESCRIPTOR, '{package}.{module}', globals()")
+            text = text.replace(f"_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, '{module}', globals())",
+                                f"_build_messages(DESCRIPTOR, '{package}.{module}', globals())")
+            text = text.replace("from google.protobuf.internal import builder as _builder",
+                                "from google.protobuf.internal import builder as _builder\n"
+                                "from skywalking._protobuf import build_messages as _build_messages")
             text = text.replace("# @@protoc_insertion_point(imports)",
                                 f"from {package} import POOL as _POOL\n# @@protoc_insertion_point(imports)", 1)
             proto_name = next(p for p in protos(protocol) if p.replace("-", "_").replace(".proto", "_pb2.py")

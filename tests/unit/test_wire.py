@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -155,14 +156,33 @@ def test_generated_modules_are_not_stale() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_generated_modules_use_a_private_descriptor_pool() -> None:
-    code = ("from google.protobuf import descriptor_pool\n"
-            "import skywalking.protocol_v6.gen.language_agent_v2.trace_pb2, skywalking.protocol_v8.gen."
-            "language_agent.Tracing_pb2\n"
-            "pool = descriptor_pool.Default()\n"
-            "for name in ('Commands', 'SegmentObject', 'skywalking.v3.SegmentObject'):\n"
-            "    try:\n        pool.FindMessageTypeByName(name); print('LEAK', name)\n"
-            "    except KeyError:\n        pass\n"
-            "print('OK')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+COLLIDE = """
+from google.protobuf import descriptor_pb2, descriptor_pool
+import skywalking.protocol_v6.gen.common.common_pb2 as ours
+import skywalking.protocol_v6.gen.language_agent_v2.trace_pb2
+import skywalking.protocol_v8.gen.language_agent.Tracing_pb2
+pool = descriptor_pool.Default()
+for name in ("SegmentObject", "skywalking.v3.SegmentObject", "UpstreamSegment"):
+    try:
+        pool.FindMessageTypeByName(name)
+        print("LEAK", name)
+    except KeyError:
+        pass
+# an application's own package-less proto with a `Commands` of another shape, loaded after ours
+fdp = descriptor_pb2.FileDescriptorProto(name="app/app.proto", syntax="proto3")
+fdp.message_type.add(name="Commands").field.add(name="x", number=1, type=9, label=1)
+pool.AddSerializedFile(fdp.SerializeToString())
+assert [f.name for f in pool.FindMessageTypeByName("Commands").fields] == ["x"]
+assert ours.Commands.FromString(bytes.fromhex("0a090a0752657365744d65")).commands[0].command == "ResetMe"
+print("OK")
+"""
+
+
+@pytest.mark.parametrize("implementation", ["default", "python"])
+def test_generated_modules_never_collide_with_application_protos(implementation: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
+    if implementation == "python":
+        env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"  # what protobuf < 4 always is
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", COLLIDE], capture_output=True, text=True, timeout=60, env=env)
     assert out.stdout.strip() == "OK", out.stdout + out.stderr

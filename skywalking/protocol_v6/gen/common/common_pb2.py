@@ -4,6 +4,7 @@
 # source: common/common.proto
 """Generated protocol buffer code."""
 from google.protobuf.internal import builder as _builder
+from skywalking._protobuf import build_messages as _build_messages
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import symbol_database as _symbol_database
@@ -18,7 +19,7 @@ _sym_db = _symbol_database.Default()
 DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x13\x63ommon/common.proto\"0\n\x12KeyStringValuePair\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"-\n\x0fKeyIntValuePair\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05\"\x1b\n\x03\x43PU\x12\x14\n\x0cusagePercent\x18\x02 \x01(\x01\"&\n\x08\x43ommands\x12\x1a\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x08.Command\"=\n\x07\x43ommand\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12!\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x13.KeyStringValuePair*0\n\x0b\x44\x65tectPoint\x12\n\n\x06\x63lient\x10\x00\x12\n\n\x06server\x10\x01\x12\t\n\x05proxy\x10\x02\x42I\n(org.apache.skywalking.apm.network.commonP\x01\xaa\x02\x1aSkyWalking.NetworkProtocolb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skywalking.protocol_v6.gen.common.common_pb2', globals())
+_build_messages(DESCRIPTOR, 'skywalking.protocol_v6.gen.common.common_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None

@@ -4,6 +4,7 @@
 # source: common/trace-common.proto
 """Generated protocol buffer code."""
 from google.protobuf.internal import builder as _builder
+from skywalking._protobuf import build_messages as _build_messages
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import symbol_database as _symbol_database
@@ -18,7 +19,7 @@ _sym_db = _symbol_database.Default()
 DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x19\x63ommon/trace-common.proto\"E\n\x0fUpstreamSegment\x12!\n\x0eglobalTraceIds\x18\x01 \x03(\x0b\x32\t.UniqueId\x12\x0f\n\x07segment\x18\x02 \x01(\x0c\"\x1b\n\x08UniqueId\x12\x0f\n\x07idParts\x18\x01 \x03(\x03**\n\x08SpanType\x12\t\n\x05\x45ntry\x10\x00\x12\x08\n\x04\x45xit\x10\x01\x12\t\n\x05Local\x10\x02*,\n\x07RefType\x12\x10\n\x0c\x43rossProcess\x10\x00\x12\x0f\n\x0b\x43rossThread\x10\x01*U\n\tSpanLayer\x12\x0b\n\x07Unknown\x10\x00\x12\x0c\n\x08\x44\x61tabase\x10\x01\x12\x10\n\x0cRPCFramework\x10\x02\x12\x08\n\x04Http\x10\x03\x12\x06\n\x02MQ\x10\x04\x12\t\n\x05\x43\x61\x63he\x10\x05\x42Q\n0org.apache.skywalking.apm.network.language.agentP\x01\xaa\x02\x1aSkyWalking.NetworkProtocolb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skywalking.protocol_v6.gen.common.trace_common_pb2', globals())
+_build_messages(DESCRIPTOR, 'skywalking.protocol_v6.gen.common.trace_common_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None

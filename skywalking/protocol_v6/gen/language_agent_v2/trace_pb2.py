@@ -4,6 +4,7 @@
 # source: language-agent-v2/trace.proto
 """Generated protocol buffer code."""
 from google.protobuf.internal import builder as _builder
+from skywalking._protobuf import build_messages as _build_messages
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import symbol_database as _symbol_database
@@ -20,7 +21,7 @@ from skywalking.protocol_v6.gen.common import trace_common_pb2 as common_dot_tra
 DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1dlanguage-agent-v2/trace.proto\x1a\x13\x63ommon/common.proto\x1a\x19\x63ommon/trace-common.proto\"\x95\x01\n\rSegmentObject\x12!\n\x0etraceSegmentId\x18\x01 \x01(\x0b\x32\t.UniqueId\x12\x1c\n\x05spans\x18\x02 \x03(\x0b\x32\r.SpanObjectV2\x12\x11\n\tserviceId\x18\x03 \x01(\x05\x12\x19\n\x11serviceInstanceId\x18\x04 \x01(\x05\x12\x15\n\risSizeLimited\x18\x05 \x01(\x08\"\xc1\x02\n\x10SegmentReference\x12\x19\n\x07refType\x18\x01 \x01(\x0e\x32\x08.RefType\x12\'\n\x14parentTraceSegmentId\x18\x02 \x01(\x0b\x32\t.UniqueId\x12\x14\n\x0cparentSpanId\x18\x03 \x01(\x05\x12\x1f\n\x17parentServiceInstanceId\x18\x04 \x01(\x05\x12\x16\n\x0enetworkAddress\x18\x05 \x01(\t\x12\x18\n\x10networkAddressId\x18\x06 \x01(\x05\x12\x1e\n\x16\x65ntryServiceInstanceId\x18\x07 \x01(\x05\x12\x15\n\rentryEndpoint\x18\x08 \x01(\t\x12\x17\n\x0f\x65ntryEndpointId\x18\t \x01(\x05\x12\x16\n\x0eparentEndpoint\x18\n \x01(\t\x12\x18\n\x10parentEndpointId\x18\x0b \x01(\x05\"\xf3\x02\n\x0cSpanObjectV2\x12\x0e\n\x06spanId\x18\x01 \x01(\x05\x12\x14\n\x0cparentSpanId\x18\x02 \x01(\x05\x12\x11\n\tstartTime\x18\x03 \x01(\x03\x12\x0f\n\x07\x65ndTime\x18\x04 \x01(\x03\x12\x1f\n\x04refs\x18\x05 \x03(\x0b\x32\x11.SegmentReference\x12\x17\n\x0foperationNameId\x18\x06 \x01(\x05\x12\x15\n\roperationName\x18\x07 \x01(\t\x12\x0e\n\x06peerId\x18\x08 \x01(\x05\x12\x0c\n\x04peer\x18\t \x01(\t\x12\x1b\n\x08spanType\x18\n \x01(\x0e\x32\t.SpanType\x12\x1d\n\tspanLayer\x18\x0b \x01(\x0e\x32\n.SpanLayer\x12\x13\n\x0b\x63omponentId\x18\x0c \x01(\x05\x12\x11\n\tcomponent\x18\r \x01(\t\x12\x0f\n\x07isError\x18\x0e \x01(\x08\x12!\n\x04tags\x18\x0f \x03(\x0b\x32\x13.KeyStringValuePair\x12\x12\n\x04logs\x18\x10 \x03(\x0b\x32\x04.Log\"6\n\x03Log\x12\x0c\n\x04time\x18\x01 \x01(\x03\x12!\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x13.KeyStringValuePair2G\n\x19TraceSegmentReportService\x12*\n\x07\x63ollect\x12\x10.UpstreamSegment\x1a\t.Commands\"\x00(\x01\x42T\n3org.apache.skywalking.apm.network.language.agent.v2P\x01\xaa\x02\x1aSkyWalking.NetworkProtocolb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skywalking.protocol_v6.gen.language_agent_v2.trace_pb2', globals())
+_build_messages(DESCRIPTOR, 'skywalking.protocol_v6.gen.language_agent_v2.trace_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None

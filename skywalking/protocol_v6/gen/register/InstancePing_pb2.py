@@ -4,6 +4,7 @@
 # source: register/InstancePing.proto
 """Generated protocol buffer code."""
 from google.protobuf.internal import builder as _builder
+from skywalking._protobuf import build_messages as _build_messages
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import symbol_database as _symbol_database
@@ -19,7 +20,7 @@ from skywalking.protocol_v6.gen.common import common_pb2 as common_dot_common__p
 DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1bregister/InstancePing.proto\x1a\x13\x63ommon/common.proto\"^\n\x16ServiceInstancePingPkg\x12\x19\n\x11serviceInstanceId\x18\x01 \x01(\x05\x12\x0c\n\x04time\x18\x02 \x01(\x03\x12\x1b\n\x13serviceInstanceUUID\x18\x03 \x01(\t2E\n\x13ServiceInstancePing\x12.\n\x06\x64oPing\x12\x17.ServiceInstancePingPkg\x1a\t.Commands\"\x00\x42N\n-org.apache.skywalking.apm.network.register.v2P\x01\xaa\x02\x1aSkyWalking.NetworkProtocolb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skywalking.protocol_v6.gen.register.InstancePing_pb2', globals())
+_build_messages(DESCRIPTOR, 'skywalking.protocol_v6.gen.register.InstancePing_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None

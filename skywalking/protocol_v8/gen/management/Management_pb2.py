@@ -4,6 +4,7 @@
 # source: management/Management.proto
 """Generated protocol buffer code."""
 from google.protobuf.internal import builder as _builder
+from skywalking._protobuf import build_messages as _build_messages
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import symbol_database as _symbol_database
@@ -19,7 +20,7 @@ from skywalking.protocol_v8.gen.common import Common_pb2 as common_dot_Common__p
 DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1bmanagement/Management.proto\x12\rskywalking.v3\x1a\x13\x63ommon/Common.proto\"\x84\x01\n\x12InstanceProperties\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x17\n\x0fserviceInstance\x18\x02 \x01(\t\x12\x35\n\nproperties\x18\x03 \x03(\x0b\x32!.skywalking.v3.KeyStringValuePair\x12\r\n\x05layer\x18\x04 \x01(\t\"J\n\x0fInstancePingPkg\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x17\n\x0fserviceInstance\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t2\xb5\x01\n\x11ManagementService\x12X\n\x18reportInstanceProperties\x12!.skywalking.v3.InstanceProperties\x1a\x17.skywalking.v3.Commands\"\x00\x12\x46\n\tkeepAlive\x12\x1e.skywalking.v3.InstancePingPkg\x1a\x17.skywalking.v3.Commands\"\x00\x42\x33\n/org.apache.skywalking.apm.network.management.v3P\x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skywalking.protocol_v8.gen.management.Management_pb2', globals())
+_build_messages(DESCRIPTOR, 'skywalking.protocol_v8.gen.management.Management_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
