@@ -1,0 +1,114 @@
+"""Ray Core driver for the tests: the agent is started here only; workers get it through ray.init().
+
+Each scenario runs inside an entry span and prints {"scenario": {"trace": id, "value": ...}} as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import ray
+
+from skywalking import agent, config
+from skywalking.trace.context import get_context
+
+
+@ray.remote
+def square(x):
+    return x * x
+
+
+@ray.remote
+def nested(x):
+    return ray.get(square.remote(x)) + 1
+
+
+@ray.remote
+def positional_only(x, /, y=1):
+    return x + y
+
+
+@ray.remote
+def takes_kwargs(**kwargs):
+    return sorted(kwargs)
+
+
+@ray.remote
+def boom():
+    raise ValueError("boom")
+
+
+@ray.remote
+def countdown(n):
+    yield from range(n, 0, -1)
+
+
+@ray.remote
+class Counter:
+    def __init__(self, start=0):
+        self.n = start
+
+    def add(self, k):
+        self.n += k
+        return self.n
+
+    async def async_add(self, k):
+        return self.n + k
+
+    def upto(self, n):
+        yield from range(n)
+
+    async def async_upto(self, n):
+        for i in range(n):
+            yield i
+
+    def keywords(self, **kwargs):
+        return sorted(kwargs)
+
+    def fail(self):
+        raise RuntimeError("actor failure")
+
+
+def main() -> None:
+    config.init(agent_name="ray-core", agent_collector_backend_services=sys.argv[1], agent_register_wait=15,
+                agent_collector_heartbeat_period=1, agent_logging_level="WARNING")
+    agent.start()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    counter = Counter.remote(1)
+    scenarios = {
+        "task": lambda: ray.get(square.remote(3)),
+        "nested": lambda: ray.get(nested.remote(3)),
+        "positional_only": lambda: ray.get(positional_only.remote(2)),
+        "kwargs": lambda: ray.get(takes_kwargs.remote(a=1)),
+        "task_error": lambda: _error(lambda: ray.get(boom.remote())),
+        "generator_task": lambda: [ray.get(r) for r in countdown.remote(3)],
+        "actor": lambda: ray.get(counter.add.remote(2)),
+        "async_actor": lambda: ray.get(counter.async_add.remote(10)),
+        "generator_method": lambda: [ray.get(r) for r in counter.upto.remote(3)],
+        "async_generator_method": lambda: [ray.get(r) for r in counter.async_upto.remote(2)],
+        "actor_kwargs": lambda: ray.get(counter.keywords.remote(b=2)),
+        "actor_error": lambda: _error(lambda: ray.get(counter.fail.remote())),
+        "actor_creation": lambda: ray.get(Counter.remote(5).add.remote(1)),
+    }
+    results = {}
+    for name, run in scenarios.items():
+        ctx = get_context()
+        with ctx.new_entry_span(op=f"/scenario/{name}"):
+            value = run()
+            results[name] = {"trace": str(ctx.segment.related_traces[0]), "value": value}
+    print(json.dumps(results), flush=True)
+    ray.shutdown()
+    agent.stop()
+
+
+def _error(call):
+    try:
+        call()
+    except Exception as e:  # RayTaskError wraps the remote exception
+        return type(e).__name__
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Ray Core tasks and actors traced across processes with real Ray, checked in the bundled collector."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.protocol.procs import ROOT, Collector, clean_env
+
+DRIVER = Path(__file__).parent / "apps" / "core_driver.py"
+
+
+@pytest.fixture(scope="module")
+def run() -> Iterator[tuple[Collector, dict[str, Any]]]:
+    collector = Collector()
+    try:
+        out = subprocess.run([sys.executable, str(DRIVER), collector.grpc], env=clean_env(), cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+        results = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+        yield collector, results
+    finally:
+        collector.stop()
+
+
+def linked(collector: Collector, trace_id: str, callee_op: str) -> tuple[dict, dict]:
+    """The driver's exit span and the callee's entry span (in another segment) of one trace."""
+    segments = collector.trace(trace_id, 2)["segments"]
+    entries = [(seg, s) for seg in segments for s in seg["spans"]
+               if s["spanType"] == "Entry" and s["operationName"] == callee_op]
+    assert entries, [s["operationName"] for seg in segments for s in seg["spans"]]
+    seg, entry = entries[0]
+    (ref,) = entry["refs"]
+    parent = next(p for p in segments if p["segmentId"] == ref["parentTraceSegmentId"])
+    exit_span = next(s for s in parent["spans"] if s["spanId"] == ref["parentSpanId"])
+    assert exit_span["spanType"] == "Exit" and exit_span["operationName"] == callee_op
+    assert seg["segmentId"] != parent["segmentId"] and seg["serviceInstance"]
+    return exit_span, entry
+
+
+@pytest.mark.parametrize(("scenario", "callee", "value"), [
+    ("task", "Ray/Task/square", 9),
+    ("positional_only", "Ray/Task/positional_only", 3),
+    ("kwargs", "Ray/Task/takes_kwargs", ["a"]),  # the user's **kwargs never sees our parameter
+    ("generator_task", "Ray/Task/countdown", [3, 2, 1]),
+    ("actor", "Ray/Actor/Counter.add", 3),
+    ("async_actor", "Ray/Actor/Counter.async_add", 13),
+    ("generator_method", "Ray/Actor/Counter.upto", [0, 1, 2]),
+    ("async_generator_method", "Ray/Actor/Counter.async_upto", [0, 1]),
+    ("actor_kwargs", "Ray/Actor/Counter.keywords", ["b"]),
+    ("actor_creation", "Ray/Actor/Counter.__init__", 6),
+])
+def test_call_is_linked(run: tuple[Collector, dict[str, Any]], scenario: str, callee: str, value: Any) -> None:
+    collector, results = run
+    assert results[scenario]["value"] == value
+    exit_span, entry = linked(collector, results[scenario]["trace"], callee)
+    assert exit_span["componentId"] == entry["componentId"] == 7020
+    if scenario != "actor_creation":  # creation returns a handle, not a result: that span ends at submission
+        assert exit_span["endTime"] >= entry["endTime"]  # the exit span ends when the result is ready
+
+
+def test_nested_tasks_stay_in_one_trace(run: tuple[Collector, dict[str, Any]]) -> None:
+    collector, results = run
+    assert results["nested"]["value"] == 10
+    linked(collector, results["nested"]["trace"], "Ray/Task/nested")
+    linked(collector, results["nested"]["trace"], "Ray/Task/square")
+    assert len(collector.trace(results["nested"]["trace"], 3)["segments"]) == 3
+
+
+@pytest.mark.parametrize(("scenario", "callee"), [("task_error", "Ray/Task/boom"),
+                                                  ("actor_error", "Ray/Actor/Counter.fail")])
+def test_errors_are_recorded_on_the_callee(run: tuple[Collector, dict[str, Any]], scenario: str, callee: str) -> None:
+    collector, results = run
+    assert results[scenario]["value"] in ("RayTaskError(ValueError)", "RayTaskError(RuntimeError)", "ValueError",
+                                          "RuntimeError")
+    _, entry = linked(collector, results[scenario]["trace"], callee)
+    assert entry["isError"]
+
+
+def test_nothing_the_oap_would_drop(run: tuple[Collector, dict[str, Any]]) -> None:
+    collector, _ = run
+    collector.settled()
+    assert collector.api("/api/drops") == []
