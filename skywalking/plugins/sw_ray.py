@@ -19,7 +19,9 @@ import functools
 import inspect
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from skywalking import Component, Layer, agent, config
@@ -27,6 +29,7 @@ from skywalking.loggings import logger
 from skywalking.plugins import Plugin
 from skywalking.trace.carrier import Carrier
 from skywalking.trace.context import get_context
+from skywalking.trace.tags import Tag
 
 KEY = "_skywalking_ctx"
 SETUP_HOOK = "skywalking.plugins.sw_ray.setup_worker"
@@ -212,15 +215,23 @@ def _actor_method_remote(wrapped: Any, instance: Any, args: Any, kwargs: Any) ->
     actor = getattr(instance, "_actor", None)
     if actor is None and callable(getattr(instance, "_actor_ref", None)):  # Ray <= 2.47: a weakref
         actor = instance._actor_ref()
+    descriptor = getattr(actor, "_ray_actor_creation_function_descriptor", None)
+    module = getattr(descriptor, "module_name", "") or ""
+    if module == "ray" or module.startswith("ray."):  # Serve's controller, proxies, replicas: Ray's own
+        return wrapped(*args, **kwargs)
     signatures = getattr(actor, "_ray_method_signatures", None) or {}
     params = signatures.get(name) or getattr(instance, "_signature", None)
-    cls_name = getattr(getattr(actor, "_ray_actor_creation_function_descriptor", None), "class_name", "")
+    cls_name = getattr(descriptor, "class_name", "")
     op = f"Ray/Actor/{cls_name.rsplit('.', 1)[-1] or 'actor'}.{name}"
     return _traced_call(op, wrapped, args, kwargs, _accepts_key(params))
 
 
 def _actor_create_remote(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     meta = getattr(instance, "__ray_metadata__", None)
+    descriptor = getattr(meta, "actor_creation_function_descriptor", None)
+    module = getattr(descriptor, "module_name", "") or getattr(getattr(meta, "modified_class", None), "__module__", "")
+    if module == "ray" or module.startswith("ray."):
+        return wrapped(*args, **kwargs)
     try:
         _late_wrap(meta)
     except Exception:
@@ -292,11 +303,210 @@ def setup_worker() -> None:
         getattr(import_module(module), attr)()  # the user's hook keeps its own failure semantics
 
 
+# -- Ray Serve ----------------------------------------------------------------------------------
+
+META_ATTR = "_skywalking_ctx"  # attribute added to Serve's RequestMetadata (pickled on its own, not user args)
+_serve_headers: ContextVar[dict[str, str] | None] = ContextVar("skywalking_serve_headers", default=None)
+
+
+class TagRayApp(Tag):
+    key = "ray.app"
+
+
+class TagRayDeployment(Tag):
+    key = "ray.deployment"
+
+
+class TagRayMethod(Tag):
+    key = "ray.method"
+
+
+class TagRayReplica(Tag):
+    key = "ray.replica"
+
+
+class TagRayStream(Tag):
+    key = "ray.stream"
+
+
+def _deployment(obj: Any) -> tuple[str, str]:
+    dep = getattr(obj, "deployment_id", None) or getattr(obj, "_deployment_id", None)
+    if dep is not None:
+        return getattr(dep, "app_name", "") or "default", dep.name
+    return getattr(obj, "app_name", "") or "default", getattr(obj, "deployment_name", "deployment")
+
+
+_proxy_process: bool | None = None
+
+
+def _in_proxy() -> bool:
+    """Serve's HTTP proxy reaches the ingress through a handle: that hop belongs to the HTTP request
+    (whose headers the replica reads), not to a new trace started in the proxy."""
+    global _proxy_process
+    if _proxy_process is None:
+        try:
+            import ray
+
+            name = ray.get_runtime_context().get_actor_name() or ""
+        except Exception:
+            name = ""
+        _proxy_process = name.startswith("SERVE_PROXY_ACTOR")
+    return _proxy_process
+
+
+def _handle_remote(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``DeploymentHandle.remote``: an exit span that ends when the replica's result is done."""
+    if _in_proxy():
+        return wrapped(*args, **kwargs)
+    app, name = _deployment(instance)
+    options = getattr(instance, "handle_options", None)
+    method = getattr(options, "method_name", None) or "__call__"
+    span = get_context().new_exit_span(op=f"Ray/Serve/{app}/{name}.{method}", peer=f"ray-serve/{app}/{name}",
+                                       component=Component.Ray)
+    with span:
+        span.layer = Layer.RPCFramework
+        span.tag(TagRayApp(app)).tag(TagRayDeployment(name)).tag(TagRayMethod(method))
+        if getattr(options, "stream", False):
+            span.tag(TagRayStream("true"))
+        headers = {item.key: item.val for item in span.inject()}
+        token = _serve_headers.set(headers or None)
+        try:
+            response = wrapped(*args, **kwargs)
+        finally:
+            _serve_headers.reset(token)
+        span.prepare_async()
+    _finish_serve_call(response, span)
+    return response
+
+
+def _finish_serve_call(response: Any, span: Any) -> None:
+    try:
+        response._skywalking_span = span  # the caller's await / result() marks errors on it
+        future = response._replica_result_future
+
+        def assigned(f: Any) -> None:
+            try:
+                f.result().add_done_callback(lambda *_: span.async_finish())
+            except Exception:
+                span.error_occurred = True
+                span.async_finish()
+
+        future.add_done_callback(assigned)
+    except Exception:
+        logger.debug("sw_ray: no completion callback on a Serve response; ending the exit span now", exc_info=True)
+        span.async_finish()
+
+
+def _mark_error(response: Any) -> None:
+    span = getattr(response, "_skywalking_span", None)
+    if span is not None:
+        span.error_occurred = True
+
+
+def _response_result(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    try:
+        return wrapped(*args, **kwargs)
+    except Exception:
+        _mark_error(instance)
+        raise
+
+
+def _response_await(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    def marked(inner: Any) -> Any:
+        try:
+            return (yield from inner)
+        except Exception:
+            _mark_error(instance)
+            raise
+
+    return marked(wrapped(*args, **kwargs))
+
+
+def _request_metadata(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``get_request_metadata``: attach the caller's headers to the metadata the replica receives."""
+    metadata = wrapped(*args, **kwargs)
+    headers = _serve_headers.get()
+    if headers:
+        try:
+            setattr(metadata, META_ATTR, headers)
+        except Exception:  # e.g. a future slots=True dataclass
+            logger.debug("sw_ray: cannot attach the context to RequestMetadata", exc_info=True)
+    return metadata
+
+
+def _unpack_proxy_args(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """HTTP through the proxy: the caller's sw6/sw8 headers, from the ASGI scope."""
+    result = wrapped(*args, **kwargs)
+    try:
+        metadata = args[0] if args else kwargs["request_metadata"]
+        if getattr(metadata, "is_http_request", False):
+            scope = result[0][0] if result and result[0] else None
+            if isinstance(scope, dict):
+                wanted = {item.key for item in Carrier()}
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+                found = {k: v for k, v in headers.items() if k in wanted}
+                if found:
+                    setattr(metadata, META_ATTR, found)
+                metadata._skywalking_path = scope.get("path", "")
+    except Exception:
+        logger.debug("sw_ray: cannot read HTTP headers from the proxy request", exc_info=True)
+    return result
+
+
+def _wrap_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    metadata = args[0] if args else kwargs.get("request_metadata")
+    return _serve_entry(wrapped(*args, **kwargs), instance, metadata)
+
+
+@contextmanager
+def _serve_entry(inner: Any, replica: Any, metadata: Any) -> Iterator[Any]:
+    """The replica's entry span around Serve's own request wrapper (unary, streaming and HTTP)."""
+    carrier = Carrier()
+    headers = getattr(metadata, META_ATTR, None) or {}
+    for item in carrier:
+        item.val = headers.get(item.key)
+    app, name = _deployment(replica)
+    method = getattr(metadata, "call_method", "__call__")
+    if getattr(metadata, "is_http_request", False):
+        route = getattr(metadata, "route", "") or getattr(metadata, "_skywalking_path", "") or "/"
+        op = f"{getattr(metadata, '_http_method', '') or 'HTTP'}:{route}"
+    else:
+        op = f"Ray/Serve/{app}/{name}.{method}"
+    span = get_context().new_entry_span(op=op, carrier=carrier)
+    with span:
+        span.layer, span.component = Layer.RPCFramework, Component.Ray
+        span.tag(TagRayApp(app)).tag(TagRayDeployment(name)).tag(TagRayMethod(method))
+        replica_id = getattr(getattr(replica, "_replica_id", None), "unique_id", None)
+        if replica_id:
+            span.tag(TagRayReplica(replica_id))
+        with inner as value:
+            yield value
+
+
+def _replica_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """A Serve replica reports as its own service (``plugin_ray_serve_service_name``)."""
+    result = wrapped(*args, **kwargs)
+    try:
+        pattern = config.plugin_ray_serve_service_name
+        replica_id = getattr(instance, "_replica_id", None)
+        if pattern and replica_id is not None and agent.started():
+            app, name = _deployment(instance)
+            service = pattern.format(app=app, deployment=name)
+            if service != config.agent_name:
+                agent.stop()
+                config.agent_name = service
+                config.agent_instance_name = f"{service}-{getattr(replica_id, 'unique_id', os.getpid())}"
+                agent.start()
+    except Exception:
+        logger.warning("sw_ray: could not rename the replica's service", exc_info=True)
+    return result
+
+
 class RayPlugin(Plugin):
     name = "sw_ray"
     instruments = ("ray>=2.9",)
     modules = ("ray",)
-    note = "Ray Core tasks and actors; see docs/ray.md"
+    note = "Ray Core tasks and actors, Ray Serve handle calls and HTTP ingress; see docs/ray.md"
 
     def _install(self) -> None:
         import ray
@@ -315,6 +525,20 @@ class RayPlugin(Plugin):
         self.wrap(ray.actor, "ActorMethod._remote", _actor_method_remote)
         self.wrap(ray.actor, "ActorClass._remote", _actor_create_remote)
         self.wrap(ray, "init", _ray_init)
+        try:
+            import ray.serve._private.default_impl as default_impl
+            import ray.serve._private.replica as replica
+            import ray.serve.handle as handle
+        except ImportError:  # ray without serve
+            return
+        self.wrap(handle, "DeploymentHandle.remote", _handle_remote)
+        self.wrap(handle, "DeploymentResponse.result", _response_result)
+        self.wrap(handle, "DeploymentResponse.__await__", _response_await)
+        self.wrap(default_impl, "get_request_metadata", _request_metadata)
+        if hasattr(replica.Replica, "_wrap_request"):  # Ray 2.48+; older releases are not covered yet
+            self.wrap(replica, "Replica._wrap_request", _wrap_request)
+            self.wrap(replica, "Replica._unpack_proxy_args", _unpack_proxy_args)
+            self.wrap(replica, "Replica.__init__", _replica_init)
 
 
 plugin = RayPlugin()

@@ -1,0 +1,86 @@
+"""Ray Serve traced end to end with real Ray: HTTP ingress, handle calls (unary, streaming, errors)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.protocol.procs import ROOT, Collector, clean_env, free_port
+
+DRIVER = Path(__file__).parent / "apps" / "serve_driver.py"
+
+
+@pytest.fixture(scope="module")
+def run() -> Iterator[tuple[Collector, dict[str, Any]]]:
+    collector = Collector()
+    try:
+        out = subprocess.run([sys.executable, str(DRIVER), collector.grpc, str(free_port())], env=clean_env(),
+                             cwd=ROOT, capture_output=True, text=True, timeout=400)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-6000:]
+        yield collector, json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+    finally:
+        collector.stop()
+
+
+def spans(trace: dict[str, Any]) -> list[tuple[dict, dict]]:
+    return [(seg, span) for seg in trace["segments"] for span in seg["spans"]]
+
+
+def parent_of(trace: dict[str, Any], span: dict[str, Any]) -> tuple[dict, dict]:
+    (ref,) = span["refs"]
+    seg = next(s for s in trace["segments"] if s["segmentId"] == ref["parentTraceSegmentId"])
+    return seg, next(p for p in seg["spans"] if p["spanId"] == ref["parentSpanId"])
+
+
+def test_http_ingress_and_handle_calls_form_one_trace(run: tuple[Collector, dict[str, Any]]) -> None:
+    collector, results = run
+    assert results["http"]["body"] == {"text": "hello http", "parts": [0, 1, 2]}
+    trace = collector.trace(results["http"]["trace"], 4)
+    by_op = {(seg["service"], span["spanType"], span["operationName"]): (seg, span) for seg, span in spans(trace)}
+    services = {seg["service"] for seg in trace["segments"]}
+    assert {"ray-driver", "Upstream", "Downstream"} <= services  # one service per deployment
+    # the HTTP request from an instrumented caller continues into the ingress replica
+    ingress = [(seg, s) for (svc, kind, _), (seg, s) in by_op.items() if svc == "Upstream" and kind == "Entry"]
+    assert len(ingress) == 1
+    _, parent = parent_of(trace, ingress[0][1])
+    assert (parent["spanType"], parent["operationName"]) == ("Exit", "/hello-ray/chat")
+    # unary and streaming handle calls: Upstream exit → Downstream entry
+    for method in ("hello", "stream"):
+        op = f"Ray/Serve/default/Downstream.{method}"
+        _, entry = by_op[("Downstream", "Entry", op)]
+        _, exit_span = parent_of(trace, entry)
+        assert exit_span == by_op[("Upstream", "Exit", op)][1]
+        assert exit_span["endTime"] >= entry["endTime"] - 1  # ends when the call completes
+    hello = by_op[("Downstream", "Entry", "Ray/Serve/default/Downstream.hello")][1]
+    tags = {t["key"]: t["value"] for t in hello["tags"]}
+    assert (tags["ray.app"], tags["ray.deployment"], tags["ray.method"]) == ("default", "Downstream", "hello")
+
+
+def test_errors_mark_callee_and_awaiting_caller(run: tuple[Collector, dict[str, Any]]) -> None:
+    collector, results = run
+    assert results["fail"]["body"] == {"status": 500}
+    trace = collector.trace(results["fail"]["trace"], 3)
+    op = "Ray/Serve/default/Downstream.boom"
+    found = {(seg["service"], span["spanType"]): span for seg, span in spans(trace) if span["operationName"] == op}
+    assert found[("Downstream", "Entry")]["isError"] and found[("Upstream", "Exit")]["isError"]
+
+
+def test_handle_call_from_the_driver(run: tuple[Collector, dict[str, Any]]) -> None:
+    collector, results = run
+    assert results["handle"]["body"] == "hello driver"
+    trace = collector.trace(results["handle"]["trace"], 2)
+    (entry,) = [s for seg, s in spans(trace) if seg["service"] == "Downstream" and s["spanType"] == "Entry"]
+    seg, exit_span = parent_of(trace, entry)
+    assert seg["service"] == "ray-driver" and exit_span["operationName"] == "Ray/Serve/default/Downstream.hello"
+
+
+def test_nothing_the_oap_would_drop(run: tuple[Collector, dict[str, Any]]) -> None:
+    collector, _ = run
+    collector.settled()
+    assert collector.api("/api/drops") == []
