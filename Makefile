@@ -41,7 +41,7 @@ docs: venv
 bench: venv
 	$(BIN)/python bench/run.py
 
-## make demo: two traced services linked by sw6, reported to the bundled collector, trace printed
+## make demo: a Ray Serve app traced end to end into the bundled collector, the trace printed
 demo: venv
 	$(BIN)/python examples/demo.py
 
