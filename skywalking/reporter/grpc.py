@@ -139,7 +139,10 @@ class V6Protocol(Protocol):
         self._encode = encode
         self.response = Commands
         self.registry = registry.Registry(
-            config.SERVICE_NAME, registry.instance_properties(config.instance_properties()),
+            # OAP 6.6.0 names instances <service>-pid:<pid>@<host>; our instance name (with the Ray node,
+            # pid or replica) travels as a property
+            config.SERVICE_NAME, registry.instance_properties({"instance_name": config.agent_instance_name,
+                                                              **config.instance_properties()}),
             heartbeat=config.HEARTBEAT_PERIOD, cool_down=config.agent_reset_cool_down,
             on_ready=on_ready, on_reset=on_reset)
         self._client_factory = registry.Client

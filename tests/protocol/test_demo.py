@@ -9,8 +9,11 @@ from tests.protocol.procs import ROOT, clean_env
 
 
 def test_demo_prints_one_linked_trace_through_ray() -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], env=clean_env(), cwd=ROOT,
-                         capture_output=True, text=True, timeout=400)
+    for _ in range(2):  # one retry: starting Ray on a loaded 2-core machine occasionally fails by itself
+        out = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], env=clean_env(), cwd=ROOT,
+                             capture_output=True, text=True, timeout=400)
+        if out.returncode == 0:
+            break
     assert out.returncode == 0, out.stdout + out.stderr[-4000:]
     tree = [line.strip().split()[:3] for line in out.stdout.splitlines() if line.startswith("  ")]
     for line in (["upstream-gateway", "Entry", "/gateway/chat"], ["upstream-gateway", "Exit", "/hello-ray/upstream"],

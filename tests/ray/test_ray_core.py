@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.protocol.procs import ROOT, Collector, clean_env
+from tests.protocol.procs import Collector
+from tests.ray.driver import run_driver
 
 DRIVER = Path(__file__).parent / "apps" / "core_driver.py"
 
@@ -20,10 +18,7 @@ DRIVER = Path(__file__).parent / "apps" / "core_driver.py"
 def run() -> Iterator[tuple[Collector, dict[str, Any]]]:
     collector = Collector()
     try:
-        out = subprocess.run([sys.executable, str(DRIVER), collector.grpc], env=clean_env(), cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
-        results = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+        results = run_driver(DRIVER, collector.grpc)
         yield collector, results
     finally:
         collector.stop()

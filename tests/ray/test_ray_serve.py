@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.protocol.procs import ROOT, Collector, clean_env, free_port
+from tests.protocol.procs import Collector, free_port
+from tests.ray.driver import run_driver
 
 DRIVER = Path(__file__).parent / "apps" / "serve_driver.py"
 
@@ -20,10 +18,7 @@ DRIVER = Path(__file__).parent / "apps" / "serve_driver.py"
 def run() -> Iterator[tuple[Collector, dict[str, Any]]]:
     collector = Collector()
     try:
-        out = subprocess.run([sys.executable, str(DRIVER), collector.grpc, str(free_port())], env=clean_env(),
-                             cwd=ROOT, capture_output=True, text=True, timeout=400)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-6000:]
-        yield collector, json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+        yield collector, run_driver(DRIVER, collector.grpc, str(free_port()))
     finally:
         collector.stop()
 

@@ -3,12 +3,10 @@ keeps working on real Serve and yields linked traces under the service names it 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.protocol.procs import ROOT, Collector, clean_env, free_port, wait_for
+from tests.protocol.procs import Collector, free_port, wait_for
+from tests.ray.driver import run_driver
 
 DRIVER = Path(__file__).parent / "apps" / "seed_driver.py"
 
@@ -16,10 +14,7 @@ DRIVER = Path(__file__).parent / "apps" / "seed_driver.py"
 def test_users_original_deployments_link_upstream_and_downstream(tmp_path: Path) -> None:
     collector = Collector()
     try:
-        out = subprocess.run([sys.executable, str(DRIVER), collector.grpc, str(free_port()), str(tmp_path)],
-                             env=clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=400)
-        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-6000:]
-        answers = json.loads([line for line in out.stdout.splitlines() if line.startswith("[")][-1])
+        answers = run_driver(DRIVER, collector.grpc, str(free_port()), str(tmp_path))
         assert answers and all(a == "downstream resp: im' downstream" for a in answers)
 
         def linked_trace() -> dict | None:
