@@ -267,12 +267,48 @@ def reporter_benchmarks(args: argparse.Namespace, upstream_ok: bool, soak: tuple
     return bool(results['ours (v6)'].get('ok'))
 
 
+def ray_benchmarks(calls: int) -> bool:
+    """Serve handle, HTTP through the proxy, task and actor round trips: without and with the plugin."""
+    results: dict[str, Any] = {}
+    collector = CollectorProcess('--sink')
+    try:
+        for plugin in ('off', 'on'):
+            proc = run([OURS_PYTHON, '-I', BENCH_DIR / 'bench_ray.py', '--plugin', plugin, '--collector',
+                        collector.grpc, '--port', str(_free_port()), '--calls', str(calls)], timeout=900)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+            results[plugin] = json.loads(lines[-1]) if lines else {'ok': False, 'error': proc.stderr[-2000:]}
+    finally:
+        collector.stop()
+    print(f'### ray: median of {calls} calls, ms (plugin off = no agent; on = every worker traced, v6)\n')
+    print('| call | plugin off | plugin on | added latency |\n|---|---:|---:|---:|')
+    off, on = results['off'].get('median_ms', {}), results['on'].get('median_ms', {})
+    for name in ('serve_handle', 'serve_http', 'task', 'actor'):
+        a, b = off.get(name), on.get(name)
+        added = f'{(b - a) / a * 100:+.1f} %' if a and b else '—'
+        print(f'| {name} | {fmt(a, ".3f")} | {fmt(b, ".3f")} | {added} |')
+    for plugin, res in results.items():
+        if not res.get('ok'):
+            print(f"\nplugin {plugin} FAILED: {res.get('error')}")
+    (RESULTS_DIR / 'ray.json').write_text(json.dumps(results, indent=2) + '\n', encoding='utf-8')
+    print(f"\nwrote {(RESULTS_DIR / 'ray.json').relative_to(ROOT)}\n")
+    return all(res.get('ok') for res in results.values())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return int(s.getsockname()[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--requests', type=int, default=20_000, help='requests per round (default 20000)')
     parser.add_argument('--rounds', type=int, default=7, help='timed rounds (default 7)')
     parser.add_argument('--warmup', type=int, default=5_000, help='untimed requests first (default 5000)')
-    parser.add_argument('--only', action='append', choices=[*(b.name for b in BENCHMARKS), 'reporter'],
+    parser.add_argument('--ray-calls', type=int, default=300, help='calls per Ray measurement (median)')
+    parser.add_argument('--only', action='append', choices=[*(b.name for b in BENCHMARKS), 'reporter', 'ray'],
                         help='run only these')
     parser.add_argument('--segments', type=int, default=5000, help='segments per reporter throughput leg')
     parser.add_argument('--soak-minutes', type=float, default=10, help='collector-down soak (0 skips it)')
@@ -328,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     if have_ours and (not args.only or 'reporter' in args.only):
         if not reporter_benchmarks(args, not upstream_error, soak):
             failed.append('reporter/ours')
+    if have_ours and (not args.only or 'ray' in args.only):
+        if not ray_benchmarks(args.ray_calls):
+            failed.append('ray')
     if failed:
         print(f'FAILED legs: {", ".join(failed)}')
         return 1

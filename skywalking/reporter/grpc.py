@@ -39,6 +39,7 @@ UNARY_TIMEOUT = 10.0  # seconds, every register / ping / keep-alive call
 STREAM_TIMEOUT = 30.0  # seconds, one collect stream (Java: GRPC_UPSTREAM_TIMEOUT)
 BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
 IDLE_WAIT = 0.5  # seconds the sender sleeps when the queue is empty (woken early by report())
+LINGER = 0.2  # seconds the sender lets segments accumulate after waking: one stream per batch, not per segment
 
 
 class Backoff:
@@ -315,8 +316,8 @@ class GrpcReporter(Reporter):
                     if stopping:
                         return
                     self._wake.clear()
-                    if not self._queue:
-                        self._wake.wait(IDLE_WAIT)
+                    if not self._queue and self._wake.wait(IDLE_WAIT) and not self._stopping.is_set():
+                        self._stopping.wait(LINGER)  # let a batch build up (stop cuts this short)
                     continue
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
                 timeout = STREAM_TIMEOUT
