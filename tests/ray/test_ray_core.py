@@ -82,3 +82,20 @@ def test_nothing_the_oap_would_drop(run: tuple[Collector, dict[str, Any]]) -> No
     collector, _ = run
     collector.settled()
     assert collector.api("/api/drops") == []
+
+
+def test_callees_without_the_plugin_keep_working() -> None:
+    # the agent starts after ray.init(): the workers have no agent, the driver still injects and traces
+    collector = Collector()
+    try:
+        results = run_driver(DRIVER, collector.grpc, "late-agent")
+        assert results["task"]["value"] == 9 and results["kwargs"]["value"] == ["a"]
+        assert results["actor"]["value"] == 3 and results["generator_method"]["value"] == [0, 1, 2]
+        assert results["task_error"]["value"] is not None and results["nested"]["value"] == 10
+        trace = collector.trace(results["task"]["trace"], 1)
+        assert {seg["service"] for seg in trace["segments"]} == {"ray-core"}
+        spans = [s for seg in trace["segments"] for s in seg["spans"]]
+        assert [s["operationName"] for s in spans if s["spanType"] == "Exit"] == ["Ray/Task/square"]
+        assert not any(s["spanType"] == "Entry" and s["operationName"].startswith("Ray/") for s in spans)
+    finally:
+        collector.stop()

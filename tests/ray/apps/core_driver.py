@@ -73,8 +73,12 @@ class Counter:
 def main() -> None:
     config.init(agent_name="ray-core", agent_collector_backend_services=sys.argv[1], agent_register_wait=15,
                 agent_collector_heartbeat_period=1, agent_logging_level="WARNING")
-    agent.start()
+    late = sys.argv[2:] == ["late-agent"]  # ray.init() first: workers get no agent (callees without the plugin)
+    if not late:
+        agent.start()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    if late:
+        agent.start()
     counter = Counter.remote(1)
     scenarios = {
         "task": lambda: ray.get(square.remote(3)),
