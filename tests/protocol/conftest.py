@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,6 +16,8 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
+from tests.protocol.procs import wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"^collector ready grpc=(\S+) http=(\S+)$")
 T = TypeVar("T")
@@ -24,14 +25,7 @@ T = TypeVar("T")
 
 def wait_until(probe: Callable[[], T], timeout: float = 5.0, interval: float = 0.05, what: str = "condition") -> T:
     """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    return wait_for(probe, timeout, interval, what)  # type: ignore[no-any-return]
 
 
 def _ser(msg: Any) -> bytes:
