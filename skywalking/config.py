@@ -136,6 +136,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("plugin_celery_parameters_length", int, 512, "Celery: maximum length of `celery.parameters`."),
     Option("plugin_grpc_ignored_methods", str, "",
            "Comma-separated full gRPC method names (`/pkg.Svc/Method`) not to trace (case-insensitive)."),
+    Option("plugin_ray_propagate", bool, True,
+           "Ray: `ray.init()` after `agent.start()` adds a worker setup hook and this configuration to the job's "
+           "runtime_env, so every worker starts the agent."),
     Option("plugin_ray_serve_service_name", str, "{deployment}",
            "Ray Serve: the service name each replica reports under; `{app}` and `{deployment}` are replaced. "
            "Empty keeps the driver's service name."),

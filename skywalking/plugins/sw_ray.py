@@ -264,7 +264,7 @@ def _config_env() -> dict[str, str]:
 
 
 def _ray_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if agent.started() and os.environ.get("SW_RAY_PROPAGATE", "true").lower() != "false":
+    if agent.started() and config.plugin_ray_propagate:
         try:
             kwargs = dict(kwargs)
             runtime_env = dict(kwargs.get("runtime_env") or {})
