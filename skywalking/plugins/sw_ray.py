@@ -1,12 +1,18 @@
-"""Ray Core: tasks and actors traced across processes and nodes.
+"""Ray: Core tasks and actors, and Serve handle calls and HTTP ingress, traced across processes and nodes.
 
-Caller side, ``f.remote()`` / ``actor.m.remote()`` / ``Actor.remote()`` open an exit span that ends when
+Core. Caller side, ``f.remote()`` / ``actor.m.remote()`` / ``Actor.remote()`` open an exit span that ends when
 the call's result is ready (not when ``.remote()`` returns); the headers travel in our own keyword
 parameter ``_skywalking_ctx``. Callee side, each task function and actor method is wrapped (sync,
 async, generator, async generator) to pop that parameter and run the user code inside an entry span.
 The parameter is added to the callee's signature (Ray validates calls against it) and injected only
 when the callee's signature carries it, so a callee without the plugin never sees it. Ray's own
 functions (module ``ray.*``) are left alone, and Ray's ``_ray_trace_ctx`` is never touched.
+
+Serve (2.48+). ``DeploymentHandle.remote`` opens an exit span that ends when the replica's result is
+done; the headers ride on Serve's ``RequestMetadata`` (pickled apart from user arguments), and the
+replica opens its entry span around ``Replica._wrap_request``, which wraps unary, streaming and HTTP
+requests. For HTTP through the proxy the headers come from the ASGI scope. Each deployment reports as its
+own service (``plugin_ray_serve_service_name``).
 
 Activation: ``ray.init()`` in a process where the agent is started adds a
 ``runtime_env`` worker setup hook (``setup_worker``) and the agent's configuration as ``SW_*`` env
