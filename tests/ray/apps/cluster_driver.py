@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import ray
 from ray.cluster_utils import Cluster
@@ -46,6 +47,7 @@ def main() -> None:
     with ctx.new_entry_span(op="/cluster/actor"):
         results["actor"] = {"trace": str(ctx.segment.related_traces[0]), "node": ray.get(Remote.remote().ping.remote())}
     print(json.dumps(results), flush=True)
+    time.sleep(2)  # Ray kills workers at shutdown: let their reporters send the last batch
     ray.shutdown()
     cluster.shutdown()
     agent.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import ray
 
@@ -102,6 +103,7 @@ def main() -> None:
             value = run()
             results[name] = {"trace": str(ctx.segment.related_traces[0]), "value": value}
     print(json.dumps(results), flush=True)
+    time.sleep(2)  # Ray kills workers at shutdown: let their reporters send the last batch
     ray.shutdown()
     agent.stop()
 

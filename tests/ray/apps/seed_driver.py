@@ -31,5 +31,6 @@ for _ in range(8):  # the replicas register with the collector on their own; a f
         answers.append(json.load(resp))
     time.sleep(0.5)
 print(json.dumps(answers), flush=True)
+time.sleep(2)  # Ray kills workers at shutdown: let their reporters send the last batch
 serve.shutdown()
 ray.shutdown()

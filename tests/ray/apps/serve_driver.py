@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -84,6 +85,7 @@ def main() -> None:
         value = handle.hello.remote("driver").result()
         results["handle"] = {"trace": str(ctx.segment.related_traces[0]), "body": value}
     print(json.dumps(results), flush=True)
+    time.sleep(2)  # Ray kills workers at shutdown: let their reporters send the last batch
     serve.shutdown()
     ray.shutdown()
     agent.stop()
