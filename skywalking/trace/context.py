@@ -37,7 +37,7 @@ def enable(reporter: Callable[[Segment], Any], *, service: str, instance: str, i
            protocol: str = "v6", sample_n_per_3_secs: int = 0) -> None:
     """Start tracing: finished segments go to ``reporter`` (called once per segment)."""
     t = TRACER
-    t.protocol, t.v6 = protocol, protocol == "v6"
+    t.v6 = protocol == "v6"
     t.service, t.instance, t.instance_id = service, instance, instance_id
     t.sample_limit, t.sample_count, t.sample_window = sample_n_per_3_secs, 0, 0.0
     _ignored.clear()

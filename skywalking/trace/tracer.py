@@ -11,12 +11,11 @@ if TYPE_CHECKING:
 
 
 class Tracer:
-    __slots__ = ("instance", "instance_id", "protocol", "reporter", "sample_count", "sample_limit",
+    __slots__ = ("instance", "instance_id", "reporter", "sample_count", "sample_limit",
                  "sample_window", "service", "v6")
 
     def __init__(self) -> None:
         self.reporter: Callable[[Segment], Any] | None = None  # None = not tracing
-        self.protocol = "v6"
         self.v6 = True
         self.service = ""
         self.instance = ""
