@@ -24,10 +24,9 @@ from skywalking.trace.carrier import (
     CarrierItem,
     HeaderError,
     OutboundCarrier,
-    _tail_cache,
     encode_correlation,
     encode_sw8,
-    sw6_tail,
+    format_sw6,
 )
 from skywalking.trace.tags import Tag
 from skywalking.trace.tracer import TRACER
@@ -261,10 +260,9 @@ class ExitSpan(Span):
                     trace_b64 = b2a_base64(trace_id.value.encode(), newline=False).decode()
                     seg_b64 = trace_b64 if seg_id is trace_id else \
                         b2a_base64(seg_id.value.encode(), newline=False).decode()
-                    peer = "#" + (self.peer or "unknown")
-                    tail = _tail_cache.get((peer, entry, parent)) or sw6_tail(peer, entry, parent)
-                    out.append(CarrierItem(config.SW6_HEADER,
-                                           f"1-{trace_b64}-{seg_b64}-{self.sid}-{instance_id}-{entry_instance}{tail}"))
+                    out.append(CarrierItem(config.SW6_HEADER, format_sw6(
+                        1, trace_b64, seg_b64, self.sid, instance_id, entry_instance,
+                        "#" + (self.peer or "unknown"), entry, parent)))
                 else:
                     if ctx._correlation:
                         out.append(CarrierItem("sw8-correlation", encode_correlation(ctx._correlation)))
