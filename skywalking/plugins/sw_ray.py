@@ -291,8 +291,8 @@ def _ray_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 def setup_worker() -> None:
-    """``runtime_env`` worker setup hook: start the agent in a Ray worker. Never raises (a raising hook
-    makes Ray exit the worker)."""
+    """``runtime_env`` worker setup hook: start the agent in a Ray worker. Our part never raises (a raising
+    hook makes Ray exit the worker); a chained user hook keeps its own behaviour."""
     try:
         import ray
 
