@@ -290,6 +290,15 @@ def _ray_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return wrapped(*args, **kwargs)
 
 
+def _main_loop(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """A worker's task loop ends (actor out of scope, SIGTERM, job end) with ``sys.exit``: flush while
+    the interpreter can still start threads (CPython 3.12.0/3.12.1 cannot at exit; gRPC needs one)."""
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        agent.stop()
+
+
 def setup_worker() -> None:
     """``runtime_env`` worker setup hook: start the agent in a Ray worker. Our part never raises (a raising
     hook makes Ray exit the worker); a chained user hook keeps its own behaviour."""
@@ -516,6 +525,7 @@ class RayPlugin(Plugin):
 
     def _install(self) -> None:
         import ray
+        import ray._private.worker
         import ray.actor
         import ray.remote_function
 
@@ -531,6 +541,7 @@ class RayPlugin(Plugin):
         self.wrap(ray.actor, "ActorMethod._remote", _actor_method_remote)
         self.wrap(ray.actor, "ActorClass._remote", _actor_create_remote)
         self.wrap(ray, "init", _ray_init)
+        self.wrap(ray._private.worker, "Worker.main_loop", _main_loop)
         try:
             import ray.serve._private.default_impl as default_impl
             import ray.serve._private.replica as replica

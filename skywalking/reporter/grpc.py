@@ -326,7 +326,19 @@ class GrpcReporter(Reporter):
                     if timeout <= 0:
                         self._queue.extendleft(reversed(batch))
                         return
-                if self._send(batch, timeout):
+                try:
+                    sent = self._send(batch, timeout)
+                except RuntimeError as e:
+                    if "shutdown" not in str(e):
+                        raise
+                    # CPython 3.12.0/3.12.1 refuse new threads once exit began; grpc needs one per stream
+                    self._drop(len(batch) + len(self._queue), "interpreter exiting: cannot open a stream")
+                    self._queue.clear()
+                    return
+                except Exception:
+                    logger.exception("sending a batch failed")
+                    sent = False
+                if sent:
                     backoff.reset()
                     continue
                 self._requeue(batch)
