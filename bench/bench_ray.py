@@ -1,5 +1,6 @@
-"""Ray benchmark, run by run.py twice in the same run: ``--plugin off`` (no agent) and ``--plugin on``
-(agent started in the driver, so every worker and replica is traced, reporting v6 to the bundled collector).
+"""Ray benchmark, run by run.py in alternating sessions: ``--plugin off`` (no agent), ``--plugin trace-only``
+(every worker and replica traced, nothing sent) and ``--plugin on`` (traced, reporting v6 to the bundled
+collector). The agent is started in the driver only; ray.init() carries it into every worker.
 
 Measures the median of N calls of: a Serve handle call from the driver, an HTTP request through Serve's
 proxy, a Ray task round trip and an actor method round trip. Prints one JSON line.
@@ -41,24 +42,32 @@ class Echo:
         return name
 
 
-def median_ms(call: Callable[[], Any], n: int, warmup: int) -> float:
-    for _ in range(warmup):
-        call()
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1000
+def measure(calls: dict[str, Callable[[], Any]], n: int, warmup_s: float, block: int = 25) -> dict[str, float]:
+    """Median latency (ms) of each call. A warm-up phase first (Ray may still be starting pooled workers,
+    which burns the 2 cores for seconds), then blocks of ``block`` calls of each kind, interleaved, so
+    that transient load spreads over all kinds instead of landing on one."""
+    deadline = time.monotonic() + warmup_s
+    while time.monotonic() < deadline:
+        for call in calls.values():
+            call()
+    time.sleep(3)
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    while any(len(s) < n for s in samples.values()):
+        for name, call in calls.items():
+            for _ in range(min(block, n - len(samples[name]))):
+                t0 = time.perf_counter()
+                call()
+                samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(s) * 1000 for name, s in samples.items()}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plugin", choices=("on", "off"), required=True)
+    parser.add_argument("--plugin", choices=("on", "trace-only", "off"), required=True)
     parser.add_argument("--collector", default="")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--calls", type=int, default=300)
-    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--warmup", type=float, default=8.0, help="seconds of warm-up calls")
     args = parser.parse_args()
     result: dict[str, Any] = {"plugin": args.plugin, "python": platform.python_version(), "ray": ray.__version__,
                               "calls": args.calls, "ok": False}
@@ -68,6 +77,13 @@ def main() -> int:
 
             config.init(agent_name="bench-ray", agent_collector_backend_services=args.collector,
                         agent_register_wait=15, agent_logging_level="WARNING")
+            agent.start()
+        elif args.plugin == "trace-only":  # v8 (no registration) to a closed port: spans built, nothing sent
+            from skywalking import agent, config
+
+            config.init(agent_name="bench-ray", agent_collector_backend_services="127.0.0.1:9",
+                        agent_protocol_version="v8", agent_trace_reporter_max_buffer_size=100,
+                        agent_logging_level="ERROR")
             agent.start()
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
@@ -79,16 +95,16 @@ def main() -> int:
             with urllib.request.urlopen(url, timeout=30) as resp:
                 resp.read()
 
-        result["median_ms"] = {
-            "serve_handle": median_ms(lambda: handle.hello.remote("x").result(), args.calls, args.warmup),
-            "serve_http": median_ms(http, args.calls, args.warmup),
-            "task": median_ms(lambda: ray.get(task.remote(1)), args.calls, args.warmup),
-            "actor": median_ms(lambda: ray.get(actor.call.remote(1)), args.calls, args.warmup),
-        }
+        result["median_ms"] = measure({
+            "serve_handle": lambda: handle.hello.remote("x").result(),
+            "serve_http": http,
+            "task": lambda: ray.get(task.remote(1)),
+            "actor": lambda: ray.get(actor.call.remote(1)),
+        }, args.calls, args.warmup)
         result["ok"] = True
         serve.shutdown()
         ray.shutdown()
-        if args.plugin == "on":
+        if args.plugin != "off":
             from skywalking import agent
 
             agent.stop()

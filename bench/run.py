@@ -20,8 +20,10 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,10 +182,11 @@ def table(bench: Benchmark, results: dict[str, dict[str, Any]]) -> str:
 class CollectorProcess:
     """The bundled collector (from .venv), on ephemeral 127.0.0.1 ports."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, nice: int = 0) -> None:
         self.proc = subprocess.Popen([str(OURS_PYTHON), '-m', 'skywalking.collector', '--grpc-port', '0',
                                       '--http-port', '0', '--no-print', '--log-level', 'WARNING', *extra],
-                                     cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                                     cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=(lambda: os.nice(nice)) if nice else None)
         line = self.proc.stdout.readline() if self.proc.stdout else ''
         if not line.startswith('collector ready'):
             self.stop()
@@ -267,31 +270,52 @@ def reporter_benchmarks(args: argparse.Namespace, upstream_ok: bool, soak: tuple
     return bool(results['ours (v6)'].get('ok'))
 
 
-def ray_benchmarks(calls: int) -> bool:
-    """Serve handle, HTTP through the proxy, task and actor round trips: without and with the plugin."""
-    results: dict[str, Any] = {}
-    collector = CollectorProcess('--sink')
+RAY_MODES = {'off': 'no agent', 'trace-only': 'traced, nothing sent', 'on': 'traced and reported'}
+
+
+def ray_benchmarks(calls: int, rounds: int) -> bool:
+    """Serve handle, HTTP through the proxy, task and actor round trips: without the agent, traced without
+    reporting, and traced and reported (v6, to the bundled collector, niced: it stands in for a remote OAP).
+
+    Ray on 2 cores varies by ±20 % from one session to the next, more than the effect measured, so the
+    sessions alternate (off, trace-only, on, off, ...) and each number is the median over ``rounds``
+    sessions."""
+    sessions: dict[str, list[dict[str, Any]]] = {mode: [] for mode in RAY_MODES}
+    collector = CollectorProcess('--sink', nice=19)
     try:
-        for plugin in ('off', 'on'):
-            proc = run([OURS_PYTHON, '-I', BENCH_DIR / 'bench_ray.py', '--plugin', plugin, '--collector',
-                        collector.grpc, '--port', str(_free_port()), '--calls', str(calls)], timeout=900)
-            lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
-            results[plugin] = json.loads(lines[-1]) if lines else {'ok': False, 'error': proc.stderr[-2000:]}
+        for _ in range(rounds):
+            for mode in RAY_MODES:
+                proc = run([OURS_PYTHON, '-I', BENCH_DIR / 'bench_ray.py', '--plugin', mode, '--collector',
+                            collector.grpc, '--port', str(_free_port()), '--calls', str(calls)], timeout=900)
+                lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+                sessions[mode].append(json.loads(lines[-1]) if lines else {'ok': False, 'plugin': mode,
+                                                                           'error': proc.stderr[-2000:]})
+        with urllib.request.urlopen(f'http://{collector.http}/api/stats', timeout=5) as resp:
+            received = json.load(resp)
     finally:
         collector.stop()
-    print(f'### ray: median of {calls} calls, ms (plugin off = no agent; on = every worker traced, v6)\n')
-    print('| call | plugin off | plugin on | added latency |\n|---|---:|---:|---:|')
-    off, on = results['off'].get('median_ms', {}), results['on'].get('median_ms', {})
+    print(f'### ray: median latency, ms: median of {calls} calls per session, then median over {rounds} '
+          f'alternating sessions per mode ({", ".join(f"{m} = {d}" for m, d in RAY_MODES.items())})\n')
+    print('| call | off | trace-only | on | added, trace-only | added, on | session medians off / trace-only / on |')
+    print('|---|---:|---:|---:|---:|---:|---|')
+    summary: dict[str, Any] = {}
     for name in ('serve_handle', 'serve_http', 'task', 'actor'):
-        a, b = off.get(name), on.get(name)
-        added = f'{(b - a) / a * 100:+.1f} %' if a and b else '—'
-        print(f'| {name} | {fmt(a, ".3f")} | {fmt(b, ".3f")} | {added} |')
-    for plugin, res in results.items():
-        if not res.get('ok'):
-            print(f"\nplugin {plugin} FAILED: {res.get('error')}")
-    (RESULTS_DIR / 'ray.json').write_text(json.dumps(results, indent=2) + '\n', encoding='utf-8')
+        per = {m: [r['median_ms'][name] for r in runs if r.get('ok')] for m, runs in sessions.items()}
+        med = {m: statistics.median(v) if v else None for m, v in per.items()}
+        base = med['off']
+        added = {m: (med[m] - base) / base * 100 if base and med[m] else None for m in ('trace-only', 'on')}
+        summary[name] = {'median_ms': med, 'added_pct': added, 'sessions': per}
+        spread = ' / '.join(', '.join(f'{v:.2f}' for v in per[m]) for m in RAY_MODES)
+        print(f"| {name} | {fmt(med['off'], '.3f')} | {fmt(med['trace-only'], '.3f')} | {fmt(med['on'], '.3f')} | "
+              f"{fmt(added['trace-only'], '+.1f')} % | {fmt(added['on'], '+.1f')} % | {spread} |")
+    print(f"\ncollector received {received.get('segmentsReceived', 0)} segments in total")
+    failed = [r for runs in sessions.values() for r in runs if not r.get('ok')]
+    for res in failed:
+        print(f"\n{res.get('plugin', '?')} session FAILED: {res.get('error')}")
+    (RESULTS_DIR / 'ray.json').write_text(json.dumps({'summary': summary, 'sessions': sessions,
+                                                      'collector': received}, indent=2) + '\n', encoding='utf-8')
     print(f"\nwrote {(RESULTS_DIR / 'ray.json').relative_to(ROOT)}\n")
-    return all(res.get('ok') for res in results.values())
+    return not failed
 
 
 def _free_port() -> int:
@@ -308,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rounds', type=int, default=7, help='timed rounds (default 7)')
     parser.add_argument('--warmup', type=int, default=5_000, help='untimed requests first (default 5000)')
     parser.add_argument('--ray-calls', type=int, default=300, help='calls per Ray measurement (median)')
+    parser.add_argument('--ray-rounds', type=int, default=3, help='alternating off/on Ray sessions per side')
     parser.add_argument('--only', action='append', choices=[*(b.name for b in BENCHMARKS), 'reporter', 'ray'],
                         help='run only these')
     parser.add_argument('--segments', type=int, default=5000, help='segments per reporter throughput leg')
@@ -365,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         if not reporter_benchmarks(args, not upstream_error, soak):
             failed.append('reporter/ours')
     if have_ours and (not args.only or 'ray' in args.only):
-        if not ray_benchmarks(args.ray_calls):
+        if not ray_benchmarks(args.ray_calls, args.ray_rounds):
             failed.append('ray')
     if failed:
         print(f'FAILED legs: {", ".join(failed)}')

@@ -7,7 +7,8 @@ A plugin is a module ``skywalking/plugins/sw_<name>.py`` that defines ``plugin =
   the standard library;
 * ``modules``: the import names whose import triggers patching (patching waits until then);
 * ``_install()``: patch, using ``self.wrap(...)`` so that ``uninstall()`` can restore the originals;
-* ``_uninstall()``: optional; the default unwraps everything ``wrap`` recorded.
+* ``_uninstall()``: optional; the default unwraps everything ``wrap`` recorded;
+* ``when_imported(module, fn)``: patch an optional part (e.g. a submodule) only once it is imported.
 
 ``install()`` / ``uninstall()`` are idempotent. Failures are graded: library absent → debug; version
 outside the declared range → info with the reason; an exception in the plugin → warning with the
@@ -49,6 +50,7 @@ class Plugin:
         self._patched = False  # _install() ran and succeeded
         self._hooked: set[str] = set()
         self._wrapped: list[tuple[Any, str, Any]] = []
+        self._late: set[str] = set()  # modules whose when_imported() part ran
 
     # -- version check ----------------------------------------------------------------------------
 
@@ -143,10 +145,34 @@ class Plugin:
         setattr(parent, attribute, wrapped)
         self._wrapped.append((parent, attribute, original))
 
-    def _restore(self) -> None:
-        while self._wrapped:
+    def when_imported(self, module: str, install: Callable[[], None]) -> None:
+        """Call ``install`` (more ``wrap`` calls) now if ``module`` is imported, else once it is, while this
+        plugin is installed. It fails on its own: its wraps are rolled back, the rest of the plugin stays."""
+        def run(_: ModuleType | None = None) -> None:
+            with self._lock:
+                if not self._enabled or module in self._late:
+                    return
+                self._late.add(module)
+                mark = len(self._wrapped)
+                try:
+                    install()
+                except Exception:
+                    self._restore(mark)
+                    logger.warning("plugin %s: patching %s failed; the rest of the plugin stays", self.name, module,
+                                   exc_info=True)
+
+        if module in sys.modules:
+            run()
+        elif f"late:{module}" not in self._hooked:  # wrapt keeps hooks forever; run() checks _enabled
+            self._hooked.add(f"late:{module}")
+            wrapt.register_post_import_hook(run, module)
+
+    def _restore(self, mark: int = 0) -> None:
+        while len(self._wrapped) > mark:
             parent, attribute, original = self._wrapped.pop()
             setattr(parent, attribute, original)
+        if not mark:
+            self._late.clear()
 
 
 def _is_disabled(name: str) -> bool:

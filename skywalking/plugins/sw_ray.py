@@ -25,6 +25,7 @@ import functools
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -57,6 +58,26 @@ def _with_key(signature: inspect.Signature) -> inspect.Signature:
 
 def _accepts_key(params: Any) -> bool:
     return bool(params) and any(getattr(p, "name", None) == KEY for p in params)
+
+
+_cluster_wide = False  # set by node-level preloading: every worker wraps the callees it loads
+
+
+def _callee_accepts(owner: Any, attr: str, key: Any = None) -> bool:
+    """Whether a call may carry our parameter. Under node-level preloading a callee exported by an
+    uninstrumented driver is wrapped where it runs, so its recorded signature gains the parameter here
+    (Ray validates calls against it)."""
+    params = getattr(owner, attr, None) if key is None else (getattr(owner, attr, None) or {}).get(key)
+    if _accepts_key(params):
+        return True
+    if not _cluster_wide or params is None:
+        return False
+    extended = list(_with_key(inspect.Signature(params)).parameters.values())
+    if key is None:
+        setattr(owner, attr, extended)
+    else:
+        getattr(owner, attr)[key] = extended
+    return True
 
 
 def _is_ray_internal(func: Any) -> bool:
@@ -141,6 +162,24 @@ def _wrap_class(cls: type) -> list[str]:
     return done
 
 
+def _execution_info(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Worker side, ``FunctionActorManager.get_execution_info``: a task function exported by an
+    uninstrumented driver (node-level preloading) is wrapped once, where it runs."""
+    info = wrapped(*args, **kwargs)
+    func = getattr(info, "function", None)
+    if func is None or getattr(func, _WRAPPED, False):
+        return info
+    try:
+        descriptor = args[1] if len(args) > 1 else kwargs["function_descriptor"]
+        if descriptor.is_actor_method() or _is_ray_internal(func):
+            return info
+        info = info._replace(function=_traced_callee(func, f"Ray/Task/{getattr(func, '__qualname__', func)}"))
+        instance._function_execution_info[descriptor.function_id] = info
+    except Exception:
+        logger.debug("sw_ray: cannot wrap a task function in the worker", exc_info=True)
+    return info
+
+
 def _late_wrap(meta: Any) -> None:
     """An actor class decorated before the plugin was installed (e.g. at module level, before
     ``agent.start()``): wrap it now, before its first actor exports it, and add our parameter to the
@@ -211,8 +250,8 @@ def _task_remote(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     func = getattr(instance, "_function", None)
     if getattr(instance, "_is_cross_language", False) or _is_ray_internal(func):
         return wrapped(*args, **kwargs)
-    sig = instance._function_signature  # None before the first call: it will be wrapped (and get KEY) now
-    inject = sig is None or _accepts_key(sig)
+    # None before the first call: it will be wrapped (and get KEY) now
+    inject = instance._function_signature is None or _callee_accepts(instance, "_function_signature")
     return _traced_call(f"Ray/Task/{getattr(func, '__qualname__', 'task')}", wrapped, args, kwargs, inject)
 
 
@@ -225,11 +264,13 @@ def _actor_method_remote(wrapped: Any, instance: Any, args: Any, kwargs: Any) ->
     module = getattr(descriptor, "module_name", "") or ""
     if module == "ray" or module.startswith("ray."):  # Serve's controller, proxies, replicas: Ray's own
         return wrapped(*args, **kwargs)
-    signatures = getattr(actor, "_ray_method_signatures", None) or {}
-    params = signatures.get(name) or getattr(instance, "_signature", None)
+    if isinstance(getattr(actor, "_ray_method_signatures", None), dict):
+        inject = _callee_accepts(actor, "_ray_method_signatures", name)
+    else:
+        inject = _accepts_key(getattr(instance, "_signature", None))
     cls_name = getattr(descriptor, "class_name", "")
     op = f"Ray/Actor/{cls_name.rsplit('.', 1)[-1] or 'actor'}.{name}"
-    return _traced_call(op, wrapped, args, kwargs, _accepts_key(params))
+    return _traced_call(op, wrapped, args, kwargs, inject)
 
 
 def _actor_create_remote(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -299,10 +340,16 @@ def _main_loop(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         agent.stop()
 
 
-def setup_worker() -> None:
-    """``runtime_env`` worker setup hook: start the agent in a Ray worker. Our part never raises (a raising
-    hook makes Ray exit the worker); a chained user hook keeps its own behaviour."""
+def start_in_worker(preloaded: bool = False) -> None:
+    """Start the agent in this Ray worker, named ``<service>-<node id prefix>-<pid>``, unless it already
+    runs (node-level preloading and the job's setup hook may both ask). ``preloaded``: every worker of
+    the cluster runs this (``skywalking.bootstrap.ray_worker``). Never raises."""
+    global _cluster_wide
     try:
+        if preloaded:
+            _cluster_wide = True
+        if agent.started():
+            return
         import ray
 
         node = ray.get_runtime_context().get_node_id() or "node"
@@ -310,6 +357,12 @@ def setup_worker() -> None:
         agent.start()
     except Exception:
         logger.warning("sw_ray: the agent did not start in this worker", exc_info=True)
+
+
+def setup_worker() -> None:
+    """``runtime_env`` worker setup hook: start the agent in a Ray worker. Our part never raises (a raising
+    hook makes Ray exit the worker); a chained user hook keeps its own behaviour."""
+    start_in_worker()
     user_hook = os.environ.get(USER_HOOK_ENV)
     if user_hook:
         from importlib import import_module
@@ -344,6 +397,10 @@ class TagRayStream(Tag):
     key = "ray.stream"
 
 
+class TagRayBroadcast(Tag):
+    key = "ray.broadcast"
+
+
 def _deployment(obj: Any) -> tuple[str, str]:
     dep = getattr(obj, "deployment_id", None) or getattr(obj, "_deployment_id", None)
     if dep is not None:
@@ -369,29 +426,114 @@ def _in_proxy() -> bool:
     return _proxy_process
 
 
-def _handle_remote(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """``DeploymentHandle.remote``: an exit span that ends when the replica's result is done."""
-    if _in_proxy():
-        return wrapped(*args, **kwargs)
-    app, name = _deployment(instance)
-    options = getattr(instance, "handle_options", None)
-    method = getattr(options, "method_name", None) or "__call__"
+def _serve_call(handle: Any, method: str, stream: bool, call: Callable[[], Any], metadata: Any = None) -> Any:
+    """Run ``call`` (a handle's remote/dispatch/broadcast) inside an exit span; returns (span, response,
+    headers).
+    The headers reach Serve's ``RequestMetadata`` through ``metadata`` when the caller already has it,
+    or through ``get_request_metadata`` (which reads ``_serve_headers``)."""
+    app, name = _deployment(handle)
     span = get_context().new_exit_span(op=f"Ray/Serve/{app}/{name}.{method}", peer=f"ray-serve/{app}/{name}",
                                        component=Component.Ray)
     with span:
         span.layer = Layer.RPCFramework
         span.tag(TagRayApp(app)).tag(TagRayDeployment(name)).tag(TagRayMethod(method))
-        if getattr(options, "stream", False):
+        if stream:
             span.tag(TagRayStream("true"))
-        headers = {item.key: item.val for item in span.inject()}
-        token = _serve_headers.set(headers or None)
+        headers = {item.key: item.val for item in span.inject()} or None
+        if headers and metadata is not None:
+            try:
+                setattr(metadata, META_ATTR, headers)
+            except Exception:
+                logger.debug("sw_ray: cannot attach the context to RequestMetadata", exc_info=True)
+        token = _serve_headers.set(headers)
         try:
-            response = wrapped(*args, **kwargs)
+            response = call()
         finally:
             _serve_headers.reset(token)
         span.prepare_async()
+    return span, response, headers
+
+
+def _handle_remote(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``DeploymentHandle.remote``: an exit span that ends when the replica's result is done."""
+    if _in_proxy():
+        return wrapped(*args, **kwargs)
+    options = getattr(instance, "handle_options", None)
+    method = getattr(options, "method_name", None) or "__call__"
+    span, response, _ = _serve_call(instance, method, bool(getattr(options, "stream", False)),
+                                    lambda: wrapped(*args, **kwargs))
     _finish_serve_call(response, span)
     return response
+
+
+def _handle_dispatch(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``DeploymentHandle.dispatch(selection, ...)`` (2.60): the metadata was built at ``choose_replica``."""
+    if _in_proxy():
+        return wrapped(*args, **kwargs)
+    selection = args[0] if args else kwargs.get("selection")
+    metadata = getattr(selection, "_request_metadata", None)
+    method = getattr(metadata, "call_method", None) or "__call__"
+    span, response, _ = _serve_call(instance, method, bool(getattr(metadata, "is_streaming", False)),
+                                    lambda: wrapped(*args, **kwargs), metadata)
+    _finish_serve_call(response, span)
+    return response
+
+
+def _send_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``RunningReplica.try_send_request(pending_request, ...)`` (2.55+): the router rebuilt the metadata
+    with ``dataclasses.replace`` for ``dispatch``, dropping our attribute; the router's task still runs in
+    a copy of the caller's context, so attach the headers again."""
+    if _serve_headers.get():
+        request = args[0] if args else kwargs.get("pr")
+        metadata = getattr(request, "metadata", None)
+        if metadata is not None and not hasattr(metadata, META_ATTR):
+            _attach(metadata)
+    return wrapped(*args, **kwargs)
+
+
+def _handle_broadcast(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``DeploymentHandle.broadcast(method_name, ...)`` (2.60): one exit span for the fan-out. Serve sends
+    nothing until ``results()``/``results_async()``; the span ends when they return (or raise), or when
+    the response is dropped uncollected."""
+    method = args[0] if args else kwargs.get("method_name", "__call__")
+    span, response, headers = _serve_call(instance, str(method), False, lambda: wrapped(*args, **kwargs))
+    try:
+        span.tag(TagRayBroadcast("true"))
+        response._skywalking_call = (span, headers)
+        weakref.finalize(response, span.async_finish)
+    except Exception:
+        span.async_finish()
+    return response
+
+
+def _broadcast_results(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    span, headers = getattr(instance, "_skywalking_call", (None, None))
+    token = _serve_headers.set(headers)  # the fan-out is scheduled now, in a copy of this context
+    try:
+        return wrapped(*args, **kwargs)
+    except Exception:
+        if span is not None:
+            span.error_occurred = True
+        raise
+    finally:
+        _serve_headers.reset(token)
+        if span is not None:
+            span.async_finish()
+
+
+async def _broadcast_results_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    span, headers = getattr(instance, "_skywalking_call", (None, None))
+    token = _serve_headers.set(headers)
+    try:
+        return await wrapped(*args, **kwargs)
+    except Exception:
+        if span is not None:
+            span.error_occurred = True
+        raise
+    finally:
+        _serve_headers.reset(token)
+        if span is not None:
+            span.async_finish()
 
 
 def _finish_serve_call(response: Any, span: Any) -> None:
@@ -437,40 +579,103 @@ def _response_await(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return marked(wrapped(*args, **kwargs))
 
 
-def _request_metadata(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """``get_request_metadata``: attach the caller's headers to the metadata the replica receives."""
-    metadata = wrapped(*args, **kwargs)
+def _attach(metadata: Any) -> None:
+    """Attach the calling span's headers (set around the handle call) to Serve's ``RequestMetadata``."""
     headers = _serve_headers.get()
-    if headers:
+    if headers and metadata is not None:
         try:
             setattr(metadata, META_ATTR, headers)
         except Exception:  # e.g. a future slots=True dataclass
             logger.debug("sw_ray: cannot attach the context to RequestMetadata", exc_info=True)
+
+
+def _request_metadata(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``get_request_metadata`` (2.45+) builds the metadata the replica receives."""
+    metadata = wrapped(*args, **kwargs)
+    _attach(metadata)
     return metadata
 
 
+def _remote_with_metadata(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``_DeploymentHandleBase._remote(request_metadata, args, kwargs)`` (2.40-2.44, metadata built inline)."""
+    _attach(args[0] if args else kwargs.get("request_metadata"))
+    return wrapped(*args, **kwargs)
+
+
+def _read_http_headers(metadata: Any, scope: Any) -> None:
+    """HTTP through the proxy: the caller's sw6/sw8 headers, path and method, from the ASGI scope."""
+    if not isinstance(scope, dict):
+        return
+    wanted = {item.key for item in Carrier()}
+    found = {}
+    for key, value in scope.get("headers", ()):
+        name = key.decode("latin-1").lower()
+        if name in wanted:
+            found[name] = value.decode("latin-1")
+    if found:
+        setattr(metadata, META_ATTR, found)
+    metadata._skywalking_path = scope.get("path", "")
+    metadata._skywalking_method = scope.get("method", "")
+
+
 def _unpack_proxy_args(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """HTTP through the proxy: the caller's sw6/sw8 headers, from the ASGI scope."""
+    """2.48+: ``Replica._unpack_proxy_args`` returns the ASGI scope of a proxied HTTP request."""
     result = wrapped(*args, **kwargs)
     try:
         metadata = args[0] if args else kwargs["request_metadata"]
-        if getattr(metadata, "is_http_request", False):
-            scope = result[0][0] if result and result[0] else None
-            if isinstance(scope, dict):
-                wanted = {item.key for item in Carrier()}
-                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-                found = {k: v for k, v in headers.items() if k in wanted}
-                if found:
-                    setattr(metadata, META_ATTR, found)
-                metadata._skywalking_path = scope.get("path", "")
+        if getattr(metadata, "is_http_request", False) and result and result[0]:
+            _read_http_headers(metadata, result[0][0])
     except Exception:
         logger.debug("sw_ray: cannot read HTTP headers from the proxy request", exc_info=True)
     return result
 
 
+def _wrap_user_method_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """2.40-2.47: ``Replica._wrap_user_method_call(request_metadata, request_args)`` wraps unary,
+    streaming and HTTP requests; for HTTP the first request argument carries the ASGI scope."""
+    metadata = args[0] if args else kwargs.get("request_metadata")
+    try:
+        request_args = args[1] if len(args) > 1 else kwargs.get("request_args", ())
+        if getattr(metadata, "is_http_request", False) and request_args:
+            _read_http_headers(metadata, getattr(request_args[0], "asgi_scope", None))
+    except Exception:
+        logger.debug("sw_ray: cannot read HTTP headers from the request", exc_info=True)
+    return _serve_entry(wrapped(*args, **kwargs), instance, metadata)
+
+
+_direct_headers: ContextVar[dict[str, str] | None] = ContextVar("skywalking_direct_headers", default=None)
+
+
+def _asgi_tracing_context(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Direct ingress (the replica serves HTTP itself): Serve hands every request's raw headers to
+    ``get_asgi_tracing_context`` just before ``_wrap_request``, in the same task."""
+    try:
+        raw = args[0] if args else kwargs.get("headers", ())
+        wanted = {item.key for item in Carrier()}
+        found = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+        _direct_headers.set({k: v for k, v in found.items() if k in wanted} or None)
+    except Exception:
+        logger.debug("sw_ray: cannot read direct-ingress headers", exc_info=True)
+    return wrapped(*args, **kwargs)
+
+
 def _wrap_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     metadata = args[0] if args else kwargs.get("request_metadata")
+    if getattr(metadata, "is_direct_ingress", False) and not hasattr(metadata, META_ATTR):
+        headers = _direct_headers.get()
+        if headers:
+            _direct_headers.set(None)
+            try:
+                setattr(metadata, META_ATTR, headers)
+            except Exception:
+                logger.debug("sw_ray: cannot attach direct-ingress headers", exc_info=True)
     return _serve_entry(wrapped(*args, **kwargs), instance, metadata)
+
+
+def _http_op(metadata: Any) -> str:
+    route = getattr(metadata, "route", "") or getattr(metadata, "_skywalking_path", "") or "/"
+    method = getattr(metadata, "_http_method", "") or getattr(metadata, "_skywalking_method", "") or "HTTP"
+    return f"{method}:{route}"
 
 
 @contextmanager
@@ -482,12 +687,9 @@ def _serve_entry(inner: Any, replica: Any, metadata: Any) -> Iterator[Any]:
         item.val = headers.get(item.key)
     app, name = _deployment(replica)
     method = getattr(metadata, "call_method", "__call__")
-    if getattr(metadata, "is_http_request", False):
-        route = getattr(metadata, "route", "") or getattr(metadata, "_skywalking_path", "") or "/"
-        op = f"{getattr(metadata, '_http_method', '') or 'HTTP'}:{route}"
-    else:
-        op = f"Ray/Serve/{app}/{name}.{method}"
-    span = get_context().new_entry_span(op=op, carrier=carrier)
+    http = getattr(metadata, "is_http_request", False)
+    span = get_context().new_entry_span(op=_http_op(metadata) if http else f"Ray/Serve/{app}/{name}.{method}",
+                                        carrier=carrier)
     with span:
         span.layer, span.component = Layer.RPCFramework, Component.Ray
         span.tag(TagRayApp(app)).tag(TagRayDeployment(name)).tag(TagRayMethod(method))
@@ -495,6 +697,8 @@ def _serve_entry(inner: Any, replica: Any, metadata: Any) -> Iterator[Any]:
         if replica_id:
             span.tag(TagRayReplica(replica_id))
         with inner as value:
+            if http:  # before 2.48 Serve matches the route inside its wrapper
+                span.op = _http_op(metadata)
             yield value
 
 
@@ -538,24 +742,50 @@ class RayPlugin(Plugin):
             function_manager = None
         if function_manager is not None and hasattr(function_manager, "_inject_tracing_into_class"):
             self.wrap(function_manager, "_inject_tracing_into_class", _inject_class)  # 2.54+: worker side
+        if function_manager is not None and _cluster_wide:
+            self.wrap(function_manager, "FunctionActorManager.get_execution_info", _execution_info)
         self.wrap(ray.actor, "ActorMethod._remote", _actor_method_remote)
         self.wrap(ray.actor, "ActorClass._remote", _actor_create_remote)
         self.wrap(ray, "init", _ray_init)
         self.wrap(ray._private.worker, "Worker.main_loop", _main_loop)
+        self.when_imported("ray.serve", self._install_serve)  # not every worker uses (or imports) Serve
+
+    def _install_serve(self) -> None:
+        import ray
+
         try:
             import ray.serve._private.default_impl as default_impl
             import ray.serve._private.replica as replica
             import ray.serve.handle as handle
-        except ImportError:  # ray without serve
+        except ImportError:
+            replica = None
+        if not hasattr(replica, "Replica"):  # Ray < 2.40: a different Serve architecture, not covered
+            logger.info("sw_ray: Ray Serve %s is not traced (Serve tracing needs Ray 2.40+)", ray.__version__)
             return
         self.wrap(handle, "DeploymentHandle.remote", _handle_remote)
         self.wrap(handle, "DeploymentResponse.result", _response_result)
         self.wrap(handle, "DeploymentResponse.__await__", _response_await)
-        self.wrap(default_impl, "get_request_metadata", _request_metadata)
-        if hasattr(replica.Replica, "_wrap_request"):  # Ray 2.48+; older releases are not covered yet
+        if hasattr(default_impl, "get_request_metadata"):  # 2.45+
+            self.wrap(default_impl, "get_request_metadata", _request_metadata)
+        else:
+            self.wrap(handle, "_DeploymentHandleBase._remote", _remote_with_metadata)
+        if hasattr(handle.DeploymentHandle, "dispatch"):  # 2.55+
+            import ray.serve._private.request_router.replica_wrapper as replica_wrapper
+
+            self.wrap(handle, "DeploymentHandle.dispatch", _handle_dispatch)
+            self.wrap(replica_wrapper, "RunningReplica.try_send_request", _send_request)
+        if hasattr(handle.DeploymentHandle, "broadcast"):  # 2.60+
+            self.wrap(handle, "DeploymentHandle.broadcast", _handle_broadcast)
+            self.wrap(handle, "DeploymentBroadcastResponse.results", _broadcast_results)
+            self.wrap(handle, "DeploymentBroadcastResponse.results_async", _broadcast_results_async)
+        if hasattr(replica.Replica, "_wrap_request"):  # 2.48+
             self.wrap(replica, "Replica._wrap_request", _wrap_request)
             self.wrap(replica, "Replica._unpack_proxy_args", _unpack_proxy_args)
-            self.wrap(replica, "Replica.__init__", _replica_init)
+        else:
+            self.wrap(replica, "Replica._wrap_user_method_call", _wrap_user_method_call)
+        if hasattr(replica.Replica, "get_asgi_tracing_context"):  # direct ingress
+            self.wrap(replica, "Replica.get_asgi_tracing_context", _asgi_tracing_context)
+        self.wrap(replica, "Replica.__init__", _replica_init)
 
 
 plugin = RayPlugin()

@@ -21,6 +21,7 @@ from skywalking.trace.ids import ID, parse_parts
 
 MAX_HEADER_LENGTH = 4096  # the spec asks for < 2k; larger values are refused without parsing
 _B64_BODY = re.compile(r"[A-Za-z0-9+/]*")
+_B64_STRICT = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _URLSAFE = str.maketrans("-_", "+/")
 _INT = re.compile(r"[0-9]{1,10}")
 
@@ -52,6 +53,11 @@ def b64encode_cached(text: str) -> str:
 def b64decode(text: str) -> str:
     """Lenient decode, like the Java agent: trailing ``=``/whitespace dropped, URL-safe letters and
     missing padding accepted. Anything else raises HeaderError."""
+    if _B64_STRICT.fullmatch(text):  # what agents send: one regex and one C call
+        try:
+            return binascii.a2b_base64(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise HeaderError(f"not base64 text: {text[:64]!r} ({e})") from None
     body = "".join(text.split()).rstrip("=").translate(_URLSAFE)
     if not _B64_BODY.fullmatch(body) or len(body) % 4 == 1:
         raise HeaderError(f"not base64: {text[:64]!r}")

@@ -12,11 +12,11 @@ from typing import Any
 from tests.protocol.procs import ROOT, clean_env
 
 
-def run_driver(script: Path, *args: str, timeout: float = 400, attempts: int = 2) -> Any:
-    """Run ``script`` with ``args``; return the JSON of its last JSON line."""
+def run_driver(script: Path, *args: str, timeout: float = 400, attempts: int = 2, **env: str) -> Any:
+    """Run ``script`` with ``args`` (and extra environment ``env``); return the JSON of its last JSON line."""
     failures = []
     for _ in range(attempts):
-        out = subprocess.run([sys.executable, str(script), *args], env=clean_env(), cwd=ROOT,
+        out = subprocess.run([sys.executable, str(script), *args], env=clean_env(**env), cwd=ROOT,
                              capture_output=True, text=True, timeout=timeout)
         lines = [line for line in out.stdout.splitlines() if line.startswith(("{", "["))]
         if out.returncode == 0 and lines:

@@ -79,3 +79,57 @@ def test_nothing_the_oap_would_drop(run: tuple[Collector, dict[str, Any]]) -> No
     collector, _ = run
     collector.settled()
     assert collector.api("/api/drops") == []
+
+
+def linked_call(trace: dict[str, Any], caller: str, callee: str, op: str) -> tuple[dict, dict]:
+    """The caller's exit span ``op`` and the callee's entry span it is the parent of."""
+    (entry,) = [s for seg, s in spans(trace) if seg["service"] == callee and s["spanType"] == "Entry"
+                and s["operationName"] == op]
+    seg, exit_span = parent_of(trace, entry)
+    assert (seg["service"], exit_span["spanType"], exit_span["operationName"]) == (caller, "Exit", op)
+    return exit_span, entry
+
+
+def test_untraced_http_request_starts_its_trace_at_the_ingress(run: tuple[Collector, dict[str, Any]]) -> None:
+    collector, results = run
+    assert results["untraced"]["body"] == {"text": "hello http", "parts": [0, 1, 2]}
+    roots = [seg for seg in collector.api("/api/segments?service=Upstream")
+             if seg["spans"][-1]["spanType"] == "Entry" and not seg["spans"][-1]["refs"]
+             and seg["spans"][-1]["operationName"].endswith("/chat")]
+    assert len(roots) == 1, [s["spans"][-1] for s in collector.api("/api/segments?service=Upstream")]
+    trace = collector.trace(roots[0]["traceId"], 3)
+    for method in ("hello", "stream"):
+        linked_call(trace, "Upstream", "Downstream", f"Ray/Serve/default/Downstream.{method}")
+
+
+def test_dispatch_to_a_chosen_replica(run: tuple[Collector, dict[str, Any]]) -> None:
+    collector, results = run
+    assert results["dispatch"]["body"] == "hello dispatched"
+    trace = collector.trace(results["dispatch"]["trace"], 3)
+    linked_call(trace, "Upstream", "Downstream", "Ray/Serve/default/Downstream.hello")
+
+
+def test_broadcast_reaches_every_replica_under_one_exit_span(run: tuple[Collector, dict[str, Any]]) -> None:
+    collector, results = run
+    assert results["broadcast"]["body"] == ["hello everyone"]  # one replica
+    trace = collector.trace(results["broadcast"]["trace"], 3)
+    exit_span, _ = linked_call(trace, "Upstream", "Downstream", "Ray/Serve/default/Downstream.hello")
+    tags = {t["key"]: t["value"] for t in exit_span["tags"]}
+    assert tags["ray.broadcast"] == "true" and tags["ray.method"] == "hello"
+
+
+def test_direct_ingress_continues_the_http_header() -> None:
+    # RAY_SERVE_ENABLE_DIRECT_INGRESS=1: the ingress replica serves HTTP itself, no proxy in between
+    collector = Collector()
+    try:
+        results = run_driver(DRIVER, collector.grpc, str(free_port()), "direct")
+        assert results["http"]["body"] == {"text": "hello http", "parts": [0, 1, 2]}
+        trace = collector.trace(results["http"]["trace"], 4)
+        (ingress,) = [s for seg, s in spans(trace) if seg["service"] == "Upstream" and s["spanType"] == "Entry"]
+        seg, parent = parent_of(trace, ingress)
+        assert (seg["service"], parent["operationName"]) == ("ray-driver", "/hello-ray/chat")
+        linked_call(trace, "Upstream", "Downstream", "Ray/Serve/default/Downstream.hello")
+        collector.settled()
+        assert collector.api("/api/drops") == []
+    finally:
+        collector.stop()

@@ -110,6 +110,61 @@ def test_uninstalled_before_import_patches_nothing(target: str) -> None:
     assert not plugin.installed and not hasattr(mod.hello, "__wrapped__")
 
 
+def test_optional_part_is_patched_when_its_module_is_imported(target: str, tmp_path: Path,
+                                                              reporter: MemoryReporter) -> None:
+    extra = f"{target}_extra"
+    (tmp_path / f"{extra}.py").write_text("def hello(who):\n    return 'extra ' + who\n")
+
+    class WithExtra(Plugin):
+        name = "sw_target"
+        modules = (target,)
+
+        def _install(self) -> None:
+            self.when_imported(extra, lambda: self.wrap(extra, "hello", traced_hello))
+
+    def traced_hello(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        with get_context().new_exit_span(op="call/extra", peer="local"):
+            return wrapped(*args, **kwargs)
+
+    try:
+        plugin = WithExtra()
+        importlib.import_module(target)
+        plugin.install()
+        assert plugin.installed and extra not in sys.modules  # the optional part waits for its import
+        mod = importlib.import_module(extra)
+        assert mod.hello("a") == "extra a" and reporter.count == 1
+        plugin.uninstall()
+        assert not hasattr(mod.hello, "__wrapped__")
+        plugin.install()  # already imported: patched at once, once
+        mod.hello("b")
+        assert reporter.count == 2
+    finally:
+        sys.modules.pop(extra, None)
+
+
+def test_failing_optional_part_leaves_the_rest_installed(target: str, tmp_path: Path,
+                                                          logs: pytest.LogCaptureFixture) -> None:
+    class BrokenExtra(Plugin):
+        name = "sw_target"
+        modules = (target,)
+
+        def _install(self) -> None:
+            self.wrap(target, "hello", lambda wrapped, instance, args, kwargs: "patched")
+            self.when_imported(target, self._extra)
+
+        def _extra(self) -> None:
+            self.wrap(target, "Greeter.greet", lambda wrapped, instance, args, kwargs: "patched")
+            raise RuntimeError("optional part bug")
+
+    mod = importlib.import_module(target)
+    plugin = BrokenExtra()
+    plugin.install()
+    assert plugin.installed and mod.hello("x") == "patched"
+    assert mod.Greeter().greet("y") == "hi y"  # its own wrap rolled back
+    assert "optional part bug" in logs.text
+    plugin.uninstall()
+
+
 def test_absent_library_is_a_debug_line(target: str, logs: pytest.LogCaptureFixture) -> None:
     plugin = make_plugin(target, ("not-a-real-distribution-sw>=1",))
     assert not plugin.install()

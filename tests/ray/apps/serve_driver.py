@@ -7,6 +7,7 @@ each with the trace id the driver saw.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -51,9 +52,22 @@ class Upstream:
     async def fail(self):
         return await self.downstream.boom.remote()
 
+    @app.get("/dispatch")
+    async def dispatch(self):
+        handle = self.downstream.options(method_name="hello")
+        async with handle.choose_replica("dispatched") as selection:
+            return await handle.dispatch(selection, "dispatched")
 
-def http_get(url: str, op: str) -> dict:
-    """A traced HTTP call, the way an upstream service with an agent would make it."""
+    @app.get("/broadcast")
+    async def broadcast(self):
+        return await self.downstream.broadcast("hello", "everyone").results_async()
+
+
+def http_get(url: str, op: str, traced: bool = True) -> dict:
+    """A traced HTTP call, the way an upstream service with an agent would make it (or an untraced one)."""
+    if not traced:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return {"body": json.load(resp)}
     ctx = get_context()
     with ctx.new_entry_span(op=f"/driver{op}"):
         with ctx.new_exit_span(op=op, peer=url.split("/")[2], component=Component.General) as call:
@@ -69,21 +83,46 @@ def http_get(url: str, op: str) -> dict:
         return {"trace": str(ctx.segment.related_traces[0]), "body": body}
 
 
+def direct_port() -> int:
+    """The port of the ingress replica's own HTTP server (direct ingress), found through /-/routes."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for port in range(30000, 30050):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/routes", timeout=1) as resp:
+                    if "/hello-ray" in json.load(resp):
+                        return port
+            except (OSError, ValueError):
+                continue
+        time.sleep(1)
+    raise RuntimeError("no direct-ingress replica found")
+
+
 def main() -> None:
     backend, port = sys.argv[1], int(sys.argv[2])
+    direct = sys.argv[3:] == ["direct"]
+    if direct:  # read by Serve in every process of the local cluster, which inherits the driver's environment
+        os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
     config.init(agent_name="ray-driver", agent_collector_backend_services=backend, agent_register_wait=15,
                 agent_collector_heartbeat_period=1, agent_logging_level="WARNING")
     agent.start()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(Upstream.bind(Downstream.bind()), route_prefix="/hello-ray")
-    results = {"http": http_get(f"http://127.0.0.1:{port}/hello-ray/chat", "/hello-ray/chat"),
-               "fail": http_get(f"http://127.0.0.1:{port}/hello-ray/fail", "/hello-ray/fail")}
-    handle = serve.get_deployment_handle("Downstream", app_name="default")
-    ctx = get_context()
-    with ctx.new_entry_span(op="/driver/handle"):
-        value = handle.hello.remote("driver").result()
-        results["handle"] = {"trace": str(ctx.segment.related_traces[0]), "body": value}
+    base = f"http://127.0.0.1:{direct_port() if direct else port}/hello-ray"
+    results = {"http": http_get(f"{base}/chat", "/hello-ray/chat")}
+    if not direct:
+        results.update({
+            "fail": http_get(f"{base}/fail", "/hello-ray/fail"),
+            "untraced": http_get(f"{base}/chat", "/hello-ray/chat", traced=False),
+            "dispatch": http_get(f"{base}/dispatch", "/hello-ray/dispatch"),
+            "broadcast": http_get(f"{base}/broadcast", "/hello-ray/broadcast"),
+        })
+        handle = serve.get_deployment_handle("Downstream", app_name="default")
+        ctx = get_context()
+        with ctx.new_entry_span(op="/driver/handle"):
+            value = handle.hello.remote("driver").result()
+            results["handle"] = {"trace": str(ctx.segment.related_traces[0]), "body": value}
     print(json.dumps(results), flush=True)
     time.sleep(2)  # Ray kills workers at shutdown: let their reporters send the last batch
     serve.shutdown()
