@@ -85,7 +85,7 @@ def main() -> int:
                         agent_protocol_version="v8", agent_trace_reporter_max_buffer_size=100,
                         agent_logging_level="ERROR")
             agent.start()
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         handle = serve.run(Echo.bind(), route_prefix="/echo")
         actor = Actor.remote()

@@ -59,7 +59,7 @@ def main() -> None:
     config.init(agent_name="ray-app", agent_collector_backend_services=sys.argv[1], agent_register_wait=15,
                 plugin_ray_serve_service_name="ray-{deployment}", agent_logging_level="WARNING")
     agent.start()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": int(sys.argv[2])})
     serve.run(Upstream.bind(Downstream.bind()), route_prefix="/hello-ray")
     print("ready", flush=True)

@@ -99,3 +99,18 @@ def test_callees_without_the_plugin_keep_working() -> None:
         assert not any(s["spanType"] == "Entry" and s["operationName"].startswith("Ray/") for s in spans)
     finally:
         collector.stop()
+
+
+def test_rays_own_opentelemetry_tracing_on_as_well() -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    collector = Collector()
+    try:
+        results = run_driver(DRIVER, collector.grpc, "ray-otel")
+        for scenario, callee in (("task", "Ray/Task/square"), ("kwargs", "Ray/Task/takes_kwargs"),
+                                 ("actor", "Ray/Actor/Counter.add"), ("async_actor", "Ray/Actor/Counter.async_add"),
+                                 ("actor_creation", "Ray/Actor/Counter.__init__")):
+            linked(collector, results[scenario]["trace"], callee)
+        assert results["kwargs"]["value"] == ["a"] and results["actor_kwargs"]["value"] == ["b"]
+        assert results["nested"]["value"] == 10
+    finally:
+        collector.stop()

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from tests.protocol.procs import Collector, free_port
+from tests.ray.conftest import serve_has, serve_traced
 from tests.ray.driver import run_driver
+
+pytestmark = serve_traced
 
 DRIVER = Path(__file__).parent / "apps" / "serve_driver.py"
 
@@ -102,6 +105,7 @@ def test_untraced_http_request_starts_its_trace_at_the_ingress(run: tuple[Collec
         linked_call(trace, "Upstream", "Downstream", f"Ray/Serve/default/Downstream.{method}")
 
 
+@pytest.mark.skipif(not serve_has("DeploymentHandle", "dispatch"), reason="no DeploymentHandle.dispatch")
 def test_dispatch_to_a_chosen_replica(run: tuple[Collector, dict[str, Any]]) -> None:
     collector, results = run
     assert results["dispatch"]["body"] == "hello dispatched"
@@ -109,6 +113,7 @@ def test_dispatch_to_a_chosen_replica(run: tuple[Collector, dict[str, Any]]) -> 
     linked_call(trace, "Upstream", "Downstream", "Ray/Serve/default/Downstream.hello")
 
 
+@pytest.mark.skipif(not serve_has("DeploymentHandle", "broadcast"), reason="no DeploymentHandle.broadcast")
 def test_broadcast_reaches_every_replica_under_one_exit_span(run: tuple[Collector, dict[str, Any]]) -> None:
     collector, results = run
     assert results["broadcast"]["body"] == ["hello everyone"]  # one replica
@@ -118,6 +123,7 @@ def test_broadcast_reaches_every_replica_under_one_exit_span(run: tuple[Collecto
     assert tags["ray.broadcast"] == "true" and tags["ray.method"] == "hello"
 
 
+@pytest.mark.skipif(not serve_has("Replica", "get_asgi_tracing_context"), reason="no direct ingress")
 def test_direct_ingress_continues_the_http_header() -> None:
     # RAY_SERVE_ENABLE_DIRECT_INGRESS=1: the ingress replica serves HTTP itself, no proxy in between
     collector = Collector()

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.protocol.procs import Collector, free_port, wait_for
+from tests.ray.conftest import serve_traced
 from tests.ray.driver import run_driver
+
+pytestmark = serve_traced
 
 DRIVER = Path(__file__).parent / "apps" / "seed_driver.py"
 

@@ -45,7 +45,8 @@ def main() -> None:
                             "node2": second_node}
     ctx = get_context()
     with ctx.new_entry_span(op="/cluster/actor"):
-        results["actor"] = {"trace": str(ctx.segment.related_traces[0]), "node": ray.get(Remote.remote().ping.remote())}
+        remote = Remote.remote()  # held: before 2.48 an actor method keeps only a weak reference to its handle
+        results["actor"] = {"trace": str(ctx.segment.related_traces[0]), "node": ray.get(remote.ping.remote())}
     print(json.dumps(results), flush=True)
     time.sleep(2)  # Ray kills workers at shutdown: let their reporters send the last batch
     ray.shutdown()

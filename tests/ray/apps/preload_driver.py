@@ -21,7 +21,7 @@ def outer(x):
 
 
 def main() -> None:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     value = ray.get(outer.remote(20))
     print(json.dumps({"value": value, "driver_has_agent": "skywalking" in sys.modules}), flush=True)
     time.sleep(2)  # Ray kills workers at shutdown: let their reporters send the last batch

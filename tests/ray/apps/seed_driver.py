@@ -18,7 +18,7 @@ source = (Path(__file__).resolve().parents[2] / "fixtures" / "seed_demo.py").rea
 sys.path.insert(0, str(workdir))
 import seed_app  # noqa: E402
 
-ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
          runtime_env={"env_vars": {"PYTHONPATH": str(workdir)}})
 serve.start(http_options={"host": "127.0.0.1", "port": port})
 small = {"ray_actor_options": {"num_cpus": 0.1}}

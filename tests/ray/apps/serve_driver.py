@@ -16,6 +16,7 @@ import urllib.request
 import ray
 from fastapi import FastAPI
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 from skywalking import Component, Layer, agent, config
 from skywalking.trace.context import get_context
@@ -106,7 +107,7 @@ def main() -> None:
     config.init(agent_name="ray-driver", agent_collector_backend_services=backend, agent_register_wait=15,
                 agent_collector_heartbeat_period=1, agent_logging_level="WARNING")
     agent.start()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(Upstream.bind(Downstream.bind()), route_prefix="/hello-ray")
     base = f"http://127.0.0.1:{direct_port() if direct else port}/hello-ray"
@@ -115,9 +116,11 @@ def main() -> None:
         results.update({
             "fail": http_get(f"{base}/fail", "/hello-ray/fail"),
             "untraced": http_get(f"{base}/chat", "/hello-ray/chat", traced=False),
-            "dispatch": http_get(f"{base}/dispatch", "/hello-ray/dispatch"),
-            "broadcast": http_get(f"{base}/broadcast", "/hello-ray/broadcast"),
         })
+        if hasattr(DeploymentHandle, "dispatch"):
+            results["dispatch"] = http_get(f"{base}/dispatch", "/hello-ray/dispatch")
+        if hasattr(DeploymentHandle, "broadcast"):
+            results["broadcast"] = http_get(f"{base}/broadcast", "/hello-ray/broadcast")
         handle = serve.get_deployment_handle("Downstream", app_name="default")
         ctx = get_context()
         with ctx.new_entry_span(op="/driver/handle"):
