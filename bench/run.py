@@ -294,20 +294,23 @@ def ray_benchmarks(calls: int, rounds: int) -> bool:
             received = json.load(resp)
     finally:
         collector.stop()
-    print(f'### ray: median latency, ms: median of {calls} calls per session, then median over {rounds} '
-          f'alternating sessions per mode ({", ".join(f"{m} = {d}" for m, d in RAY_MODES.items())})\n')
-    print('| call | off | trace-only | on | added, trace-only | added, on | session medians off / trace-only / on |')
-    print('|---|---:|---:|---:|---:|---:|---|')
+    print(f'### ray: median of {calls} calls per session, then median over {rounds} alternating sessions per mode '
+          f'({", ".join(f"{m} = {d}" for m, d in RAY_MODES.items())})\n')
+    print('| call | latency ms: off | trace-only | on | added: trace-only | on | CPU ms/call, all Ray processes: off '
+          '| trace-only | on | added: trace-only | on |')
+    print('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     summary: dict[str, Any] = {}
     for name in ('serve_handle', 'serve_http', 'task', 'actor'):
-        per = {m: [r['median_ms'][name] for r in runs if r.get('ok')] for m, runs in sessions.items()}
-        med = {m: statistics.median(v) if v else None for m, v in per.items()}
-        base = med['off']
-        added = {m: (med[m] - base) / base * 100 if base and med[m] else None for m in ('trace-only', 'on')}
-        summary[name] = {'median_ms': med, 'added_pct': added, 'sessions': per}
-        spread = ' / '.join(', '.join(f'{v:.2f}' for v in per[m]) for m in RAY_MODES)
-        print(f"| {name} | {fmt(med['off'], '.3f')} | {fmt(med['trace-only'], '.3f')} | {fmt(med['on'], '.3f')} | "
-              f"{fmt(added['trace-only'], '+.1f')} % | {fmt(added['on'], '+.1f')} % | {spread} |")
+        row = [name]
+        summary[name] = {}
+        for metric in ('median_ms', 'cpu_ms_per_call'):
+            per = {m: [r[metric][name] for r in runs if r.get('ok')] for m, runs in sessions.items()}
+            med = {m: statistics.median(v) if v else None for m, v in per.items()}
+            base = med['off']
+            added = {m: (med[m] - base) / base * 100 if base and med[m] else None for m in ('trace-only', 'on')}
+            summary[name][metric] = {'median': med, 'added_pct': added, 'sessions': per}
+            row += [fmt(med[m], '.3f') for m in RAY_MODES] + [f"{fmt(added[m], '+.1f')} %" for m in added]
+        print('| ' + ' | '.join(row) + ' |')
     print(f"\ncollector received {received.get('segmentsReceived', 0)} segments in total")
     failed = [r for runs in sessions.values() for r in runs if not r.get('ok')]
     for res in failed:

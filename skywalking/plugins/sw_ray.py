@@ -241,6 +241,8 @@ def _traced_call(op: str, wrapped: Any, args: Any, kwargs: Any, inject: bool) ->
             if headers:
                 call_kwargs = {**(call_kwargs or {}), KEY: headers}
         result = wrapped(*rest, args=call_args, kwargs=call_kwargs, **options)
+        if not config.plugin_ray_exit_until_ready:
+            return result
         span.prepare_async()
     _finish_when_done(result, span.async_finish)
     return result

@@ -114,3 +114,17 @@ def test_rays_own_opentelemetry_tracing_on_as_well() -> None:
         assert results["nested"]["value"] == 10
     finally:
         collector.stop()
+
+
+def test_exit_spans_can_end_at_submission() -> None:
+    # plugin_ray_exit_until_ready=false: no completion callback; the exit span ends when .remote() returns
+    collector = Collector()
+    try:
+        results = run_driver(DRIVER, collector.grpc, SW_PLUGIN_RAY_EXIT_UNTIL_READY="false")
+        assert results["nested"]["value"] == 10
+        exit_span, entry = linked(collector, results["nested"]["trace"], "Ray/Task/nested")
+        assert exit_span["endTime"] < entry["endTime"]  # the callee waits for its own nested call
+        collector.settled()
+        assert collector.api("/api/drops") == []
+    finally:
+        collector.stop()

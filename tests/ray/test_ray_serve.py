@@ -105,6 +105,14 @@ def test_untraced_http_request_starts_its_trace_at_the_ingress(run: tuple[Collec
         linked_call(trace, "Upstream", "Downstream", f"Ray/Serve/default/Downstream.{method}")
 
 
+def test_http_operation_name_is_the_matched_route_template(run: tuple[Collector, dict[str, Any]]) -> None:
+    collector, results = run
+    assert results["item"]["body"] == {"item": 7}
+    trace = collector.trace(results["item"]["trace"], 2)
+    (entry,) = [s for seg, s in spans(trace) if seg["service"] == "Upstream" and s["spanType"] == "Entry"]
+    assert entry["operationName"] == "GET:/hello-ray/items/{item_id}"
+
+
 @pytest.mark.skipif(not serve_has("DeploymentHandle", "dispatch"), reason="no DeploymentHandle.dispatch")
 def test_dispatch_to_a_chosen_replica(run: tuple[Collector, dict[str, Any]]) -> None:
     collector, results = run

@@ -53,6 +53,10 @@ class Upstream:
     async def fail(self):
         return await self.downstream.boom.remote()
 
+    @app.get("/items/{item_id}")
+    async def item(self, item_id: int):
+        return {"item": item_id}
+
     @app.get("/dispatch")
     async def dispatch(self):
         handle = self.downstream.options(method_name="hello")
@@ -116,6 +120,7 @@ def main() -> None:
         results.update({
             "fail": http_get(f"{base}/fail", "/hello-ray/fail"),
             "untraced": http_get(f"{base}/chat", "/hello-ray/chat", traced=False),
+            "item": http_get(f"{base}/items/7", "/hello-ray/items/7"),
         })
         if hasattr(DeploymentHandle, "dispatch"):
             results["dispatch"] = http_get(f"{base}/dispatch", "/hello-ray/dispatch")
