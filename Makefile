@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOC_VENV := .venvs/protoc
 
-.PHONY: venv test lint docs protos bench demo tox clean
+.PHONY: venv test test-plugins lint docs protos bench demo tox clean
 
 $(STAMP): setup.py pyproject.toml requirements/test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ protos: $(PROTOC_VENV)/.stamp
 ## make test: unit and protocol tests (the command CI and README use)
 test: venv $(PROTOC_VENV)/.stamp
 	$(BIN)/python -m pytest
+
+## make test-plugins: every plugin on the oldest and the newest library version it declares (tox envs; Ray on
+## 2.9 and 2.40 here, 2.60 in `make test`). The standard-library plugins run in `make test`.
+PLUGIN_ENVS := plugin-requests-oldest,plugin-requests-newest,ray29,ray240
+test-plugins: venv $(PROTOC_VENV)/.stamp
+	$(BIN)/python -m pip install -q "tox>=4"
+	$(BIN)/tox -e $(PLUGIN_ENVS)
 
 ## make lint: ruff over the package, tests, tools and benchmarks
 lint: venv

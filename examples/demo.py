@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from skywalking import Component, Layer, agent, config
-from skywalking.trace.context import get_context
+from skywalking.trace.context import get_context, suppress_tracing
 from skywalking.trace.tags import TagHttpMethod, TagHttpURL
 
 HERE = Path(__file__).resolve().parent
@@ -30,7 +30,7 @@ SEGMENTS = 5  # gateway, ray-upstream, the task's worker, the actor, ray-downstr
 
 
 def get(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=5) as resp:
+    with suppress_tracing(), urllib.request.urlopen(url, timeout=5) as resp:  # polling is not part of the app
         return json.load(resp)
 
 

@@ -1,4 +1,5 @@
-"""Generate docs/configuration.md from the config table (``make docs``)."""
+"""Generate docs/configuration.md (config table), docs/oap-6.6.0.md and docs/plugins.md (plugin declarations)
+(``make docs``); a test fails when any of them is stale."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from skywalking import config  # noqa: E402
+from skywalking import config, plugins  # noqa: E402
 
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
 OAP_DOC = ROOT / "docs" / "oap-6.6.0.md"
+PLUGINS_DOC = ROOT / "docs" / "plugins.md"
 
 
 def _default(opt: config.Option) -> str:
@@ -78,11 +80,30 @@ def render_oap() -> str:
     return "\n".join(lines)
 
 
+def render_plugins() -> str:
+    """The supported versions, straight from each plugin's declarations (so the table cannot drift)."""
+    lines = ["# Plugins", "",
+             "Generated from the plugin declarations by `make docs` (`tools/gen_docs.py`); do not edit by hand.",
+             "A plugin patches its library only when one of its modules is imported, and only if the installed",
+             "distributions satisfy its declared versions (checked with `importlib.metadata`). Disable one with",
+             "`SW_AGENT_DISABLE_PLUGINS=<name>`.", "",
+             "| plugin | supported versions | patched on import of | what it traces |", "|---|---|---|---|"]
+    for name in plugins.discover():
+        plugin = plugins.load(name)
+        if plugin is None:
+            continue
+        versions = ", ".join(f"`{r}`" for r in plugin.instruments) or "standard library"
+        modules = ", ".join(f"`{m}`" for m in plugin.modules) or "—"
+        lines.append(f"| `{plugin.name}` | {versions} | {modules} | {plugin.note} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     CONFIG_DOC.parent.mkdir(exist_ok=True)
     CONFIG_DOC.write_text(render_config(), encoding="utf-8")
     OAP_DOC.write_text(render_oap(), encoding="utf-8")
-    print(f"wrote {CONFIG_DOC.relative_to(ROOT)} and {OAP_DOC.relative_to(ROOT)}")
+    PLUGINS_DOC.write_text(render_plugins(), encoding="utf-8")
+    print(f"wrote {CONFIG_DOC.relative_to(ROOT)}, {OAP_DOC.relative_to(ROOT)} and {PLUGINS_DOC.relative_to(ROOT)}")
     return 0
 
 

@@ -117,7 +117,9 @@ class Service(Proc):
         settings = {"SW_AGENT_NAME": name, "SW_AGENT_COLLECTOR_BACKEND_SERVICES": backend,
                     "SW_AGENT_PROTOCOL_VERSION": protocol, "SW_AGENT_REGISTER_WAIT": "15",
                     "SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD": "1", "SW_AGENT_RESET_COOL_DOWN": "0.5",
-                    "SW_AGENT_INSTANCE_NAME": f"{name}-instance"}
+                    "SW_AGENT_INSTANCE_NAME": f"{name}-instance",
+                    # traced by hand through the public API: the stdlib HTTP plugins would trace it twice
+                    "SW_AGENT_DISABLE_PLUGINS": "sw_http_server,sw_urllib_request"}
         settings.update(env)
         super().__init__([sys.executable, str(SERVICE)], clean_env(**settings), "ready port=")
         self.port = int(self.ready_line.split("=")[1])

@@ -242,6 +242,8 @@ def test_generated_docs_are_current() -> None:
 
     with open(gen_docs.CONFIG_DOC, encoding="utf-8") as f:
         assert f.read() == gen_docs.render_config(), "run `make docs`"
+    with open(gen_docs.PLUGINS_DOC, encoding="utf-8") as f:
+        assert f.read() == gen_docs.render_plugins(), "run `make docs`"
     with open(gen_docs.OAP_DOC, encoding="utf-8") as f:
         text = f.read()
     assert text == gen_docs.render_oap(), "run `make docs`"

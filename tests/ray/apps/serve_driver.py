@@ -19,7 +19,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from skywalking import Component, Layer, agent, config
-from skywalking.trace.context import get_context
+from skywalking.trace.context import get_context, suppress_tracing
 
 app = FastAPI()
 
@@ -71,7 +71,7 @@ class Upstream:
 def http_get(url: str, op: str, traced: bool = True) -> dict:
     """A traced HTTP call, the way an upstream service with an agent would make it (or an untraced one)."""
     if not traced:
-        with urllib.request.urlopen(url, timeout=30) as resp:
+        with suppress_tracing(), urllib.request.urlopen(url, timeout=30) as resp:
             return {"body": json.load(resp)}
     ctx = get_context()
     with ctx.new_entry_span(op=f"/driver{op}"):
@@ -94,7 +94,7 @@ def direct_port() -> int:
     while time.monotonic() < deadline:
         for port in range(30000, 30050):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/routes", timeout=1) as resp:
+                with suppress_tracing(), urllib.request.urlopen(f"http://127.0.0.1:{port}/-/routes", timeout=1) as resp:
                     if "/hello-ray" in json.load(resp):
                         return port
             except (OSError, ValueError):

@@ -1,0 +1,111 @@
+"""Standard library servers: ``http.server`` request handlers (``do_<METHOD>``) and ``wsgiref`` WSGI
+applications, each request in an entry span that continues the caller's ``sw6``/``sw8`` header."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skywalking import Component, Layer
+from skywalking.plugins import Plugin
+from skywalking.plugins._http import tag_response
+from skywalking.trace.carrier import Carrier
+from skywalking.trace.context import get_context
+from skywalking.trace.tags import TagHttpMethod, TagHttpURL
+
+_SPAN = "_skywalking_span"
+
+
+def _entry(method: str, path: str, host: str, client: Any, header: Any) -> Any:
+    """An entry span for one request; ``header(name)`` reads a request header."""
+    carrier = Carrier()
+    for item in carrier:
+        item.val = header(item.key)
+    span = get_context().new_entry_span(op=path.split("?", 1)[0] or "/", carrier=carrier)
+    span.layer, span.component = Layer.Http, Component.General
+    if isinstance(client, tuple) and len(client) >= 2:
+        span.peer = f"{client[0]}:{client[1]}"
+    span.tag(TagHttpMethod(method)).tag(TagHttpURL(f"http://{host}{path}"))
+    return span
+
+
+# -- http.server --------------------------------------------------------------------------------
+
+def _parse_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """After a request line and headers parse, route this request's ``do_<METHOD>`` through a span."""
+    ok = wrapped(*args, **kwargs)
+    if ok:
+        name = f"do_{instance.command}"
+        handler = getattr(type(instance), name, None)
+        if handler is not None:
+            def traced() -> Any:
+                span = _entry(instance.command, instance.path, instance.headers.get("Host", ""),
+                              instance.client_address, instance.headers.get)
+                setattr(instance, _SPAN, span)
+                try:
+                    with span:
+                        return handler(instance)
+                finally:
+                    setattr(instance, _SPAN, None)
+
+            setattr(instance, name, traced)  # this instance, this request (keep-alive parses again)
+    return ok
+
+
+def _send_response(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    span = getattr(instance, _SPAN, None)
+    if span is not None:
+        tag_response(span, args[0] if args else kwargs.get("code"))
+    return wrapped(*args, **kwargs)
+
+
+# -- wsgiref ------------------------------------------------------------------------------------
+
+def _wsgi_run(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``wsgiref.handlers.BaseHandler.run(application)``: the span covers the application and the body."""
+    application = args[0] if args else kwargs.get("application")
+    state: dict[str, Any] = {}
+
+    def traced_app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "/") + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
+        span = _entry(environ.get("REQUEST_METHOD", "GET"), path, environ.get("HTTP_HOST", ""),
+                      (environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT", 0)),
+                      lambda name: environ.get("HTTP_" + name.upper().replace("-", "_")))
+        span.start()
+        state["span"] = span
+
+        def traced_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            tag_response(span, status.split(" ", 1)[0])
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return application(environ, traced_start_response)
+
+    try:
+        return wrapped(traced_app)
+    finally:
+        span = state.get("span")
+        if span is not None:
+            span.__exit__(None, None, None)
+
+
+class HttpServerPlugin(Plugin):
+    name = "sw_http_server"
+    modules = ("http.server", "wsgiref.handlers")
+    note = "http.server request handlers and wsgiref WSGI applications (standard library)"
+
+    def _install(self) -> None:
+        self.when_imported("http.server", self._install_http_server)
+        self.when_imported("wsgiref.handlers", self._install_wsgiref)
+
+    def _install_http_server(self) -> None:
+        import http.server
+
+        self.wrap(http.server, "BaseHTTPRequestHandler.parse_request", _parse_request)
+        self.wrap(http.server, "BaseHTTPRequestHandler.send_response", _send_response)
+
+    def _install_wsgiref(self) -> None:
+        import wsgiref.handlers
+
+        self.wrap(wsgiref.handlers, "BaseHandler.run", _wsgi_run)
+
+
+plugin = HttpServerPlugin()

@@ -1,0 +1,55 @@
+"""``requests``: an exit span around ``Session.request`` (every ``requests.get``/``post``/... goes through it),
+with the configured headers (``sw6`` by default) added to the request."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from skywalking import Component, Layer
+from skywalking.plugins import Plugin
+from skywalking.plugins._http import inside_exit_span, peer_of, tag_response, url_without_credentials
+from skywalking.trace.context import get_context
+from skywalking.trace.tags import TagHttpMethod, TagHttpURL
+
+_HEADERS_AT = 4  # Session.request(method, url, params, data, headers, ...)
+
+
+def _request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    if inside_exit_span():
+        return wrapped(*args, **kwargs)
+    method = args[0] if args else kwargs.get("method", "GET")
+    url = args[1] if len(args) > 1 else kwargs.get("url", "")
+    try:
+        parts = urlsplit(url if isinstance(url, str) else url.decode())
+    except Exception:  # not a URL requests would accept either: let it raise its own error
+        return wrapped(*args, **kwargs)
+    span = get_context().new_exit_span(op=parts.path or "/", peer=peer_of(parts), component=Component.Requests)
+    with span:
+        span.layer = Layer.Http
+        span.tag(TagHttpMethod(str(method).upper())).tag(TagHttpURL(url_without_credentials(parts)))
+        carrier = span.inject()
+        if carrier:
+            if len(args) > _HEADERS_AT:
+                args = (*args[:_HEADERS_AT], {**(args[_HEADERS_AT] or {}), **{i.key: i.val for i in carrier}},
+                        *args[_HEADERS_AT + 1:])
+            else:
+                kwargs = {**kwargs, "headers": {**(kwargs.get("headers") or {}), **{i.key: i.val for i in carrier}}}
+        response = wrapped(*args, **kwargs)
+        tag_response(span, getattr(response, "status_code", None))
+        return response
+
+
+class RequestsPlugin(Plugin):
+    name = "sw_requests"
+    instruments = ("requests>=2.25",)
+    modules = ("requests",)
+    note = "requests client (`Session.request`)"
+
+    def _install(self) -> None:
+        import requests.sessions
+
+        self.wrap(requests.sessions, "Session.request", _request)
+
+
+plugin = RequestsPlugin()

@@ -1,0 +1,57 @@
+"""``urllib.request`` (standard library): an exit span around ``OpenerDirector.open``, with the configured
+headers (``sw6`` by default) added to the request."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from skywalking import Component, Layer
+from skywalking.plugins import Plugin
+from skywalking.plugins._http import inside_exit_span, peer_of, tag_response, url_without_credentials
+from skywalking.trace.context import get_context
+from skywalking.trace.tags import TagHttpMethod, TagHttpURL
+
+
+def _open(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    import urllib.request
+
+    if inside_exit_span():
+        return wrapped(*args, **kwargs)
+    fullurl = args[0] if args else kwargs.get("fullurl")
+    if isinstance(fullurl, str):  # what open() would do itself, done first so that headers can be added
+        data = args[1] if len(args) > 1 else kwargs.get("data")
+        fullurl = urllib.request.Request(fullurl, data)
+        args = (fullurl, *args[1:]) if args else args
+        if not args:
+            kwargs = {**kwargs, "fullurl": fullurl}
+    if not isinstance(fullurl, urllib.request.Request):
+        return wrapped(*args, **kwargs)
+    parts = urlsplit(fullurl.full_url)
+    span = get_context().new_exit_span(op=parts.path or "/", peer=peer_of(parts), component=Component.General)
+    with span:
+        span.layer = Layer.Http
+        span.tag(TagHttpMethod(fullurl.get_method())).tag(TagHttpURL(url_without_credentials(parts)))
+        for item in span.inject():
+            fullurl.add_header(item.key, item.val)  # urllib capitalizes names; HTTP names are case-insensitive
+        try:
+            response = wrapped(*args, **kwargs)
+        except urllib.error.HTTPError as e:  # a response after all: its status is the outcome
+            tag_response(span, e.code)
+            raise
+        tag_response(span, getattr(response, "status", None))
+        return response
+
+
+class UrllibRequestPlugin(Plugin):
+    name = "sw_urllib_request"
+    modules = ("urllib.request",)
+    note = "urllib.request (standard library) client"
+
+    def _install(self) -> None:
+        import urllib.request
+
+        self.wrap(urllib.request, "OpenerDirector.open", _open)
+
+
+plugin = UrllibRequestPlugin()
