@@ -1,0 +1,99 @@
+"""FastAPI and every other Starlette application (Ray Serve ingress apps, vLLM's OpenAI server, gateways): an
+entry span per HTTP request around ``Starlette.__call__``, continuing the caller's ``sw6``/``sw8`` header.
+
+Inside Ray Serve the replica's request already has its entry span (``sw_ray``); the app then adds nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skywalking import Component, Kind, Layer, config
+from skywalking.plugins import Plugin
+from skywalking.plugins._http import tag_response
+from skywalking.trace.carrier import Carrier
+from skywalking.trace.context import get_context, peek
+from skywalking.trace.tags import TagHttpMethod, TagHttpURL
+
+
+def route_template(app: Any, scope: dict[str, Any]) -> str | None:
+    """The path template of the route that fully matches ``scope`` (``/items/{item_id}``), mounts included."""
+    try:
+        from starlette.routing import Match
+    except ImportError:
+        return None
+    routes, prefix = getattr(getattr(app, "router", None), "routes", None) or [], ""
+    for _ in range(8):  # mounts nest; bounded
+        for route in routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                sub = getattr(route, "routes", None)
+                if sub:  # a Mount: keep matching inside it
+                    prefix += getattr(route, "path", "")
+                    routes, scope = sub, {**scope, **child}
+                    break
+                return prefix + getattr(route, "path", "")
+        else:
+            return None
+    return None
+
+
+async def _call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    scope = args[0] if args else kwargs.get("scope", {})
+    if scope.get("type") != "http" or config.ignore_http_method_check(scope.get("method", "")):
+        return await wrapped(*args, **kwargs)
+    outer = peek()
+    if outer is not None and outer.kind is Kind.Entry:  # e.g. a Ray Serve replica's request span
+        return await wrapped(*args, **kwargs)
+    receive = args[1] if len(args) > 1 else kwargs["receive"]
+    send = args[2] if len(args) > 2 else kwargs["send"]
+    wanted = {item.key for item in Carrier()}
+    headers = {}
+    for key, value in scope.get("headers", ()):
+        name = key.decode("latin-1").lower()
+        if name in wanted or name == "host":
+            headers[name] = value.decode("latin-1")
+    carrier = Carrier()
+    for item in carrier:
+        item.val = headers.get(item.key)
+    path = scope.get("path", "/")
+    op = (config.plugin_starlette_route_template and route_template(instance, scope)) or path
+    span = get_context().new_entry_span(op=op, carrier=carrier)
+    with span:
+        span.layer, span.component = Layer.Http, Component.FastAPI
+        client = scope.get("client")
+        if client:
+            span.peer = f"{client[0]}:{client[1]}"
+        host = headers.get("host") or ":".join(str(p) for p in scope.get("server") or ("", ""))
+        query = scope.get("query_string", b"").decode("latin-1")
+        span.tag(TagHttpMethod(scope.get("method", "GET")))
+        span.tag(TagHttpURL(f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")))
+        started = False
+
+        async def traced_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message.get("type") == "http.response.start" and not started:
+                started = True
+                tag_response(span, message.get("status"))
+            await send(message)
+
+        try:
+            return await wrapped(scope, receive, traced_send)
+        finally:
+            if not started:
+                tag_response(span, 500)  # no response at all: the server answers 500
+
+
+class StarlettePlugin(Plugin):
+    name = "sw_starlette"
+    instruments = ("starlette>=0.20",)
+    modules = ("starlette.applications",)
+    note = "FastAPI and any Starlette ASGI application (HTTP requests)"
+
+    def _install(self) -> None:
+        import starlette.applications
+
+        self.wrap(starlette.applications, "Starlette.__call__", _call)
+
+
+plugin = StarlettePlugin()
