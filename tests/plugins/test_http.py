@@ -25,10 +25,11 @@ def start(mode: str, name: str, backend: str, *args: str) -> tuple[Proc, int]:
     return proc, int(proc.ready_line.split("=")[1])
 
 
-@pytest.mark.parametrize(("client", "expected"), [("urllib", "stdlib.json"), ("requests", "requests.json")])
+@pytest.mark.parametrize(("client", "expected"), [("urllib", "stdlib.json"), ("requests", "requests.json"),
+                                                  ("httpx", "httpx.json"), ("httpx-async", "httpx.json")])
 def test_http_servers_and_clients(client: str, expected: str) -> None:
-    if client == "requests":
-        pytest.importorskip("requests")
+    if client != "urllib":
+        pytest.importorskip(client.split("-")[0])
     collector = Collector()
     procs: list[Proc] = []
     try:

@@ -1,7 +1,7 @@
 """Standard-library services for the plugin tests, traced by the agent (configured by SW_* variables).
 
 ``front``: an ``http.server`` handler whose ``GET /front`` calls the downstream with ``urllib.request``
-(``front-requests``: with ``requests``).
+(``front-requests``, ``front-httpx``, ``front-httpx-async``: with that client).
 ``back``: a ``wsgiref`` WSGI application answering ``/back`` (and 500 on ``/fail``).
 Prints ``ready port=<port>`` once listening on 127.0.0.1.
 """
@@ -32,6 +32,22 @@ class Front(BaseHTTPRequestHandler):
 
             resp = requests.get(f"{self.downstream}{target}", timeout=10)
             body, status = resp.content, 200 if resp.ok else 502
+        elif self.client == "httpx":
+            import httpx
+
+            resp = httpx.get(f"{self.downstream}{target}", timeout=10)
+            body, status = resp.content, 200 if resp.is_success else 502
+        elif self.client == "httpx-async":
+            import asyncio
+
+            import httpx
+
+            async def fetch() -> httpx.Response:
+                async with httpx.AsyncClient(timeout=10) as client:
+                    return await client.get(f"{self.downstream}{target}")
+
+            resp = asyncio.run(fetch())
+            body, status = resp.content, 200 if resp.is_success else 502
         else:
             try:
                 with urllib.request.urlopen(f"{self.downstream}{target}", timeout=10) as resp:
@@ -68,7 +84,7 @@ def main() -> None:
     mode = sys.argv[1]
     if mode.startswith("front"):
         Front.downstream = sys.argv[2]
-        Front.client = "requests" if mode == "front-requests" else "urllib"
+        Front.client = mode.removeprefix("front-") if mode != "front" else "urllib"
         server = ThreadingHTTPServer(("127.0.0.1", 0), Front)
     else:
         server = make_server("127.0.0.1", 0, back, handler_class=QuietWSGIRequestHandler)
