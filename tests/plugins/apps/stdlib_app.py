@@ -1,7 +1,7 @@
 """Standard-library services for the plugin tests, traced by the agent (configured by SW_* variables).
 
 ``front``: an ``http.server`` handler whose ``GET /front`` calls the downstream with ``urllib.request``
-(``front-requests``, ``front-httpx``, ``front-httpx-async``: with that client).
+(``front-requests``, ``front-urllib3``, ``front-httpx``, ``front-httpx-async``: with that client).
 ``back``: a ``wsgiref`` WSGI application answering ``/back`` (and 500 on ``/fail``).
 Prints ``ready port=<port>`` once listening on 127.0.0.1.
 """
@@ -32,6 +32,11 @@ class Front(BaseHTTPRequestHandler):
 
             resp = requests.get(f"{self.downstream}{target}", timeout=10)
             body, status = resp.content, 200 if resp.ok else 502
+        elif self.client == "urllib3":
+            import urllib3
+
+            resp = urllib3.PoolManager().request("GET", f"{self.downstream}{target}", timeout=10)
+            body, status = resp.data, 200 if resp.status < 400 else 502
         elif self.client == "httpx":
             import httpx
 
