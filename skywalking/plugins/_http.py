@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import SplitResult
 
 from skywalking import Kind
+from skywalking.trace.carrier import Carrier
 from skywalking.trace.context import get_context
 from skywalking.trace.tags import TagHttpStatusCode
 
@@ -41,3 +43,15 @@ def tag_response(span: Any, status: Any) -> None:
             span.error_occurred = True
     except (TypeError, ValueError):
         pass
+
+
+def raw_headers(raw: Iterable[tuple[bytes, bytes]], *extra: str) -> dict[str, str]:
+    """From ASGI-style ``(name, value)`` byte pairs, the headers this agent reads plus ``extra`` names
+    (lower-case names; Latin-1, as HTTP/1.1 header bytes are)."""
+    wanted = {item.key for item in Carrier()}.union(extra)
+    found = {}
+    for key, value in raw:
+        name = key.decode("latin-1").lower()
+        if name in wanted:
+            found[name] = value.decode("latin-1")
+    return found

@@ -8,7 +8,7 @@ from typing import Any
 from skywalking import Component, Layer
 from skywalking.plugins import Plugin
 from skywalking.plugins._http import tag_response
-from skywalking.trace.carrier import Carrier
+from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
 from skywalking.trace.tags import TagHttpMethod, TagHttpURL
 
@@ -17,10 +17,7 @@ _SPAN = "_skywalking_span"
 
 def _entry(method: str, path: str, host: str, client: Any, header: Any) -> Any:
     """An entry span for one request; ``header(name)`` reads a request header."""
-    carrier = Carrier()
-    for item in carrier:
-        item.val = header(item.key)
-    span = get_context().new_entry_span(op=path.split("?", 1)[0] or "/", carrier=carrier)
+    span = get_context().new_entry_span(op=path.split("?", 1)[0] or "/", carrier=inbound_carrier(header))
     span.layer, span.component = Layer.Http, Component.General
     if isinstance(client, tuple) and len(client) >= 2:
         span.peer = f"{client[0]}:{client[1]}"

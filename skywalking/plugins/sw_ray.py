@@ -34,7 +34,8 @@ from typing import Any
 from skywalking import Component, Layer, agent, config
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin
-from skywalking.trace.carrier import Carrier
+from skywalking.plugins._http import raw_headers
+from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
 from skywalking.trace.tags import Tag
 
@@ -88,12 +89,8 @@ def _is_ray_internal(func: Any) -> bool:
 # -- callee side ------------------------------------------------------------------------------
 
 def _enter(op: str, kwargs: dict[str, Any]) -> Any:
-    headers = kwargs.pop(KEY, None)
-    carrier = Carrier()
-    if headers:
-        for item in carrier:
-            item.val = headers.get(item.key)
-    span = get_context().new_entry_span(op=op, carrier=carrier)
+    headers = kwargs.pop(KEY, None) or {}
+    span = get_context().new_entry_span(op=op, carrier=inbound_carrier(headers.get))
     span.layer, span.component = Layer.RPCFramework, Component.Ray
     return span
 
@@ -442,11 +439,7 @@ def _serve_call(handle: Any, method: str, stream: bool, call: Callable[[], Any],
         if stream:
             span.tag(TagRayStream("true"))
         headers = {item.key: item.val for item in span.inject()} or None
-        if headers and metadata is not None:
-            try:
-                setattr(metadata, META_ATTR, headers)
-            except Exception:
-                logger.debug("sw_ray: cannot attach the context to RequestMetadata", exc_info=True)
+        _put(metadata, headers)
         token = _serve_headers.set(headers)
         try:
             response = call()
@@ -581,14 +574,18 @@ def _response_await(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return marked(wrapped(*args, **kwargs))
 
 
-def _attach(metadata: Any) -> None:
-    """Attach the calling span's headers (set around the handle call) to Serve's ``RequestMetadata``."""
-    headers = _serve_headers.get()
+def _put(metadata: Any, headers: dict[str, str] | None) -> None:
+    """Attach ``headers`` to Serve's ``RequestMetadata`` (our extra attribute, pickled with it)."""
     if headers and metadata is not None:
         try:
             setattr(metadata, META_ATTR, headers)
         except Exception:  # e.g. a future slots=True dataclass
             logger.debug("sw_ray: cannot attach the context to RequestMetadata", exc_info=True)
+
+
+def _attach(metadata: Any) -> None:
+    """Attach the calling span's headers (set around the handle call) to Serve's ``RequestMetadata``."""
+    _put(metadata, _serve_headers.get())
 
 
 def _request_metadata(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -608,14 +605,7 @@ def _read_http_headers(metadata: Any, scope: Any) -> None:
     """HTTP through the proxy: the caller's sw6/sw8 headers, path and method, from the ASGI scope."""
     if not isinstance(scope, dict):
         return
-    wanted = {item.key for item in Carrier()}
-    found = {}
-    for key, value in scope.get("headers", ()):
-        name = key.decode("latin-1").lower()
-        if name in wanted:
-            found[name] = value.decode("latin-1")
-    if found:
-        setattr(metadata, META_ATTR, found)
+    _put(metadata, raw_headers(scope.get("headers", ())))
     metadata._skywalking_path = scope.get("path", "")
     metadata._skywalking_method = scope.get("method", "")
 
@@ -652,10 +642,7 @@ def _asgi_tracing_context(wrapped: Any, instance: Any, args: Any, kwargs: Any) -
     """Direct ingress (the replica serves HTTP itself): Serve hands every request's raw headers to
     ``get_asgi_tracing_context`` just before ``_wrap_request``, in the same task."""
     try:
-        raw = args[0] if args else kwargs.get("headers", ())
-        wanted = {item.key for item in Carrier()}
-        found = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
-        _direct_headers.set({k: v for k, v in found.items() if k in wanted} or None)
+        _direct_headers.set(raw_headers(args[0] if args else kwargs.get("headers", ())) or None)
     except Exception:
         logger.debug("sw_ray: cannot read direct-ingress headers", exc_info=True)
     return wrapped(*args, **kwargs)
@@ -667,10 +654,7 @@ def _wrap_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         headers = _direct_headers.get()
         if headers:
             _direct_headers.set(None)
-            try:
-                setattr(metadata, META_ATTR, headers)
-            except Exception:
-                logger.debug("sw_ray: cannot attach direct-ingress headers", exc_info=True)
+            _put(metadata, headers)
     return _serve_entry(wrapped(*args, **kwargs), instance, metadata)
 
 
@@ -683,10 +667,7 @@ def _http_op(metadata: Any) -> str:
 @contextmanager
 def _serve_entry(inner: Any, replica: Any, metadata: Any) -> Iterator[Any]:
     """The replica's entry span around Serve's own request wrapper (unary, streaming and HTTP)."""
-    carrier = Carrier()
-    headers = getattr(metadata, META_ATTR, None) or {}
-    for item in carrier:
-        item.val = headers.get(item.key)
+    carrier = inbound_carrier((getattr(metadata, META_ATTR, None) or {}).get)
     app, name = _deployment(replica)
     method = getattr(metadata, "call_method", "__call__")
     http = getattr(metadata, "is_http_request", False)

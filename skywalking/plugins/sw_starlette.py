@@ -10,8 +10,8 @@ from typing import Any
 
 from skywalking import Component, Kind, Layer, config
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import tag_response
-from skywalking.trace.carrier import Carrier
+from skywalking.plugins._http import raw_headers, tag_response
+from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context, peek
 from skywalking.trace.tags import TagHttpMethod, TagHttpURL
 
@@ -47,18 +47,10 @@ async def _call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return await wrapped(*args, **kwargs)
     receive = args[1] if len(args) > 1 else kwargs["receive"]
     send = args[2] if len(args) > 2 else kwargs["send"]
-    wanted = {item.key for item in Carrier()}
-    headers = {}
-    for key, value in scope.get("headers", ()):
-        name = key.decode("latin-1").lower()
-        if name in wanted or name == "host":
-            headers[name] = value.decode("latin-1")
-    carrier = Carrier()
-    for item in carrier:
-        item.val = headers.get(item.key)
+    headers = raw_headers(scope.get("headers", ()), "host")
     path = scope.get("path", "/")
     op = (config.plugin_starlette_route_template and route_template(instance, scope)) or path
-    span = get_context().new_entry_span(op=op, carrier=carrier)
+    span = get_context().new_entry_span(op=op, carrier=inbound_carrier(headers.get))
     with span:
         span.layer, span.component = Layer.Http, Component.FastAPI
         client = scope.get("client")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from typing import Any
 
 from skywalking import config
@@ -311,6 +312,14 @@ class Carrier(list):  # a list of CarrierItem: plugins iterate it at C speed
         return self is other
 
     __hash__ = object.__hash__
+
+
+def inbound_carrier(lookup: Callable[[str], str | None]) -> Carrier:
+    """A carrier for an entry span, each header this agent reads filled from ``lookup`` (``headers.get``)."""
+    carrier = Carrier()
+    for item in carrier:
+        item.val = lookup(item.key)
+    return carrier
 
 
 class OutboundCarrier(Carrier):
