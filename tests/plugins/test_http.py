@@ -27,7 +27,7 @@ def start(mode: str, name: str, backend: str, *args: str) -> tuple[Proc, int]:
 
 @pytest.mark.parametrize(("client", "expected"), [("urllib", "stdlib.json"), ("requests", "requests.json"),
                                                   ("urllib3", "urllib3.json"), ("httpx", "httpx.json"),
-                                                  ("httpx-async", "httpx.json")])
+                                                  ("httpx-async", "httpx.json"), ("aiohttp", "aiohttp.json")])
 def test_http_servers_and_clients(client: str, expected: str) -> None:
     if client != "urllib":
         pytest.importorskip(client.split("-")[0])

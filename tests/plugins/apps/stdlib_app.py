@@ -1,7 +1,7 @@
 """Standard-library services for the plugin tests, traced by the agent (configured by SW_* variables).
 
 ``front``: an ``http.server`` handler whose ``GET /front`` calls the downstream with ``urllib.request``
-(``front-requests``, ``front-urllib3``, ``front-httpx``, ``front-httpx-async``: with that client).
+(``front-<client>`` for requests, urllib3, httpx, httpx-async, aiohttp: with that client).
 ``back``: a ``wsgiref`` WSGI application answering ``/back`` (and 500 on ``/fail``).
 Prints ``ready port=<port>`` once listening on 127.0.0.1.
 """
@@ -37,6 +37,17 @@ class Front(BaseHTTPRequestHandler):
 
             resp = urllib3.PoolManager().request("GET", f"{self.downstream}{target}", timeout=10)
             body, status = resp.data, 200 if resp.status < 400 else 502
+        elif self.client == "aiohttp":
+            import asyncio
+
+            import aiohttp
+
+            async def fetch_aiohttp() -> tuple[bytes, int]:
+                async with aiohttp.ClientSession() as session, session.get(f"{self.downstream}{target}") as r:
+                    return await r.read(), r.status
+
+            body, code = asyncio.run(fetch_aiohttp())
+            status = 200 if code < 400 else 502
         elif self.client == "httpx":
             import httpx
 
