@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import SplitResult
 
-from skywalking import Kind
+from skywalking import Component, Kind, Layer
 from skywalking.trace.carrier import Carrier
 from skywalking.trace.context import get_context
-from skywalking.trace.tags import TagHttpStatusCode
+from skywalking.trace.span import Span
+from skywalking.trace.tags import TagHttpMethod, TagHttpStatusCode, TagHttpURL
 
 
 def inside_exit_span() -> bool:
@@ -31,6 +32,26 @@ def url_without_credentials(parts: SplitResult) -> str:
     if "@" not in parts.netloc:
         return parts.geturl()
     return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def http_exit_span(parts: SplitResult, method: str, component: Component) -> Span:
+    """The exit span (not started yet) of a client call to ``parts``: op = path, peer = ``host:port``, layer
+    Http, tagged with the method and the URL without credentials."""
+    span = get_context().new_exit_span(op=parts.path or "/", peer=peer_of(parts), component=component)
+    span.layer = Layer.Http
+    span.tag(TagHttpMethod(str(method).upper())).tag(TagHttpURL(url_without_credentials(parts)))
+    return span
+
+
+def with_headers(args: tuple[Any, ...], kwargs: dict[str, Any], at: int | None,
+                 extra: dict[str, str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A call's ``args``/``kwargs`` with ``extra`` merged into its ``headers`` parameter (positional number
+    ``at`` when given that way, else the keyword); the caller's own mapping is not modified."""
+    if not extra:
+        return args, kwargs
+    if at is not None and len(args) > at:
+        return (*args[:at], {**(args[at] or {}), **extra}, *args[at + 1:]), kwargs
+    return args, {**kwargs, "headers": {**dict(kwargs.get("headers") or {}), **extra}}
 
 
 def tag_response(span: Any, status: Any) -> None:

@@ -7,11 +7,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from skywalking import Component, Layer
+from skywalking import Component
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import inside_exit_span, peer_of, tag_response, url_without_credentials
-from skywalking.trace.context import get_context
-from skywalking.trace.tags import TagHttpMethod, TagHttpURL
+from skywalking.plugins._http import http_exit_span, inside_exit_span, tag_response, with_headers
 
 
 async def _request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -24,13 +22,8 @@ async def _request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         parts = urlsplit(str(base.join(url) if base is not None and not str(url).startswith("http") else url))
     except Exception:  # not a URL aiohttp would accept either: let it raise its own error
         return await wrapped(*args, **kwargs)
-    span = get_context().new_exit_span(op=parts.path or "/", peer=peer_of(parts), component=Component.AioHttp)
-    with span:
-        span.layer = Layer.Http
-        span.tag(TagHttpMethod(str(method).upper())).tag(TagHttpURL(url_without_credentials(parts)))
-        carrier = {item.key: item.val for item in span.inject()}
-        if carrier:
-            kwargs = {**kwargs, "headers": {**dict(kwargs.get("headers") or {}), **carrier}}
+    with http_exit_span(parts, method, Component.AioHttp) as span:
+        args, kwargs = with_headers(args, kwargs, None, {item.key: item.val for item in span.inject()})
         response = await wrapped(*args, **kwargs)
         tag_response(span, getattr(response, "status", None))
         return response

@@ -7,52 +7,36 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from skywalking import Component, Layer
+from skywalking import Component
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import inside_exit_span, peer_of, tag_response, url_without_credentials
-from skywalking.trace.context import get_context
-from skywalking.trace.tags import TagHttpMethod, TagHttpURL
+from skywalking.plugins._http import http_exit_span, inside_exit_span, tag_response
 
 
-def _start(request: Any) -> Any:
-    parts = urlsplit(str(request.url))
-    span = get_context().new_exit_span(op=parts.path or "/", peer=peer_of(parts), component=Component.HTTPX)
-    span.start()
-    span.layer = Layer.Http
-    span.tag(TagHttpMethod(request.method)).tag(TagHttpURL(url_without_credentials(parts)))
-    for item in span.inject():
-        request.headers[item.key] = item.val
-    return span
+def _span(request: Any) -> Any:
+    """The exit span of ``request`` (not started); the headers go into the request when it starts."""
+    return http_exit_span(urlsplit(str(request.url)), request.method, Component.HTTPX)
 
 
 def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     request = args[0] if args else kwargs.get("request")
     if request is None or inside_exit_span():
         return wrapped(*args, **kwargs)
-    span = _start(request)
-    try:
+    with _span(request) as span:
+        request.headers.update({item.key: item.val for item in span.inject()})
         response = wrapped(*args, **kwargs)
-    except BaseException as e:
-        span.__exit__(type(e), e, e.__traceback__)
-        raise
-    tag_response(span, getattr(response, "status_code", None))
-    span.__exit__(None, None, None)
-    return response
+        tag_response(span, getattr(response, "status_code", None))
+        return response
 
 
 async def _send_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     request = args[0] if args else kwargs.get("request")
     if request is None or inside_exit_span():
         return await wrapped(*args, **kwargs)
-    span = _start(request)
-    try:
+    with _span(request) as span:
+        request.headers.update({item.key: item.val for item in span.inject()})
         response = await wrapped(*args, **kwargs)
-    except BaseException as e:
-        span.__exit__(type(e), e, e.__traceback__)
-        raise
-    tag_response(span, getattr(response, "status_code", None))
-    span.__exit__(None, None, None)
-    return response
+        tag_response(span, getattr(response, "status_code", None))
+        return response
 
 
 class HttpxPlugin(Plugin):

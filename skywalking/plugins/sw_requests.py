@@ -6,11 +6,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from skywalking import Component, Layer
+from skywalking import Component
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import inside_exit_span, peer_of, tag_response, url_without_credentials
-from skywalking.trace.context import get_context
-from skywalking.trace.tags import TagHttpMethod, TagHttpURL
+from skywalking.plugins._http import http_exit_span, inside_exit_span, tag_response, with_headers
 
 _HEADERS_AT = 4  # Session.request(method, url, params, data, headers, ...)
 
@@ -24,17 +22,8 @@ def _request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         parts = urlsplit(url if isinstance(url, str) else url.decode())
     except Exception:  # not a URL requests would accept either: let it raise its own error
         return wrapped(*args, **kwargs)
-    span = get_context().new_exit_span(op=parts.path or "/", peer=peer_of(parts), component=Component.Requests)
-    with span:
-        span.layer = Layer.Http
-        span.tag(TagHttpMethod(str(method).upper())).tag(TagHttpURL(url_without_credentials(parts)))
-        carrier = span.inject()
-        if carrier:
-            if len(args) > _HEADERS_AT:
-                args = (*args[:_HEADERS_AT], {**(args[_HEADERS_AT] or {}), **{i.key: i.val for i in carrier}},
-                        *args[_HEADERS_AT + 1:])
-            else:
-                kwargs = {**kwargs, "headers": {**(kwargs.get("headers") or {}), **{i.key: i.val for i in carrier}}}
+    with http_exit_span(parts, method, Component.Requests) as span:
+        args, kwargs = with_headers(args, kwargs, _HEADERS_AT, {item.key: item.val for item in span.inject()})
         response = wrapped(*args, **kwargs)
         tag_response(span, getattr(response, "status_code", None))
         return response

@@ -8,11 +8,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from skywalking import Component, Layer
+from skywalking import Component
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import inside_exit_span, tag_response
-from skywalking.trace.context import get_context
-from skywalking.trace.tags import TagHttpMethod, TagHttpURL
+from skywalking.plugins._http import http_exit_span, inside_exit_span, tag_response, with_headers
 
 _HEADERS_AT = 3  # urlopen(method, url, body, headers, ...)
 
@@ -22,21 +20,12 @@ def _urlopen(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return wrapped(*args, **kwargs)
     method = args[0] if args else kwargs.get("method", "GET")
     url = args[1] if len(args) > 1 else kwargs.get("url", "/")
-    host, port, scheme = instance.host, instance.port, getattr(instance, "scheme", "http") or "http"
-    port = port or (443 if scheme == "https" else 80)
-    peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    path = urlsplit(url).path if "://" in url else url.split("?", 1)[0]
-    full = url if "://" in url else f"{scheme}://{peer}{url}"
-    span = get_context().new_exit_span(op=path or "/", peer=peer, component=Component.Urllib3)
-    with span:
-        span.layer = Layer.Http
-        span.tag(TagHttpMethod(str(method).upper())).tag(TagHttpURL(full))
-        carrier = {item.key: item.val for item in span.inject()}
-        if carrier:
-            if len(args) > _HEADERS_AT:
-                args = (*args[:_HEADERS_AT], {**(args[_HEADERS_AT] or {}), **carrier}, *args[_HEADERS_AT + 1:])
-            else:
-                kwargs = {**kwargs, "headers": {**(kwargs.get("headers") or {}), **carrier}}
+    if "://" not in url:
+        scheme = getattr(instance, "scheme", "http") or "http"
+        host = f"[{instance.host}]" if ":" in instance.host else instance.host
+        url = f"{scheme}://{host}:{instance.port}{url}" if instance.port else f"{scheme}://{host}{url}"
+    with http_exit_span(urlsplit(url), method, Component.Urllib3) as span:
+        args, kwargs = with_headers(args, kwargs, _HEADERS_AT, {item.key: item.val for item in span.inject()})
         response = wrapped(*args, **kwargs)
         tag_response(span, getattr(response, "status", None))
         return response

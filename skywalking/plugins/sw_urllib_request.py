@@ -6,11 +6,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from skywalking import Component, Layer
+from skywalking import Component
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import inside_exit_span, peer_of, tag_response, url_without_credentials
-from skywalking.trace.context import get_context
-from skywalking.trace.tags import TagHttpMethod, TagHttpURL
+from skywalking.plugins._http import http_exit_span, inside_exit_span, tag_response
 
 
 def _open(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -27,11 +25,7 @@ def _open(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             kwargs = {**kwargs, "fullurl": fullurl}
     if not isinstance(fullurl, urllib.request.Request):
         return wrapped(*args, **kwargs)
-    parts = urlsplit(fullurl.full_url)
-    span = get_context().new_exit_span(op=parts.path or "/", peer=peer_of(parts), component=Component.General)
-    with span:
-        span.layer = Layer.Http
-        span.tag(TagHttpMethod(fullurl.get_method())).tag(TagHttpURL(url_without_credentials(parts)))
+    with http_exit_span(urlsplit(fullurl.full_url), fullurl.get_method(), Component.General) as span:
         for item in span.inject():
             fullurl.add_header(item.key, item.val)  # urllib capitalizes names; HTTP names are case-insensitive
         try:

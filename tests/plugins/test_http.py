@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.plugins import expect
-from tests.protocol.procs import Collector, Proc, Service, clean_env, wait_for
+from tests.protocol.procs import Collector, Proc, Service, clean_env
 
 HERE = Path(__file__).parent
 APP = HERE / "apps" / "stdlib_app.py"
@@ -46,11 +46,7 @@ def test_http_servers_and_clients(client: str, expected: str) -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{front_port}/front-fail", timeout=10)
         assert failed.value.code == 502
 
-        def received() -> list[dict] | None:
-            segments = collector.api("/api/segments")
-            return segments if len(segments) >= 5 else None
-
-        segments = wait_for(received, what="5 segments")
+        segments = collector.segments(5)
         expect.check(expect.load(HERE / "expected" / expected, front=front_port, back=back_port), segments)
         # sw_logging: the back end's log lines carry the trace ids of the requests they were written in
         traces = {seg["traceId"] for seg in segments if seg["service"] == "plugin-back"}

@@ -12,7 +12,7 @@ import pytest
 
 from tests.plugins import expect
 from tests.plugins.test_http import start
-from tests.protocol.procs import Collector, Proc, Service, clean_env, wait_for
+from tests.protocol.procs import Collector, Proc, Service, clean_env
 
 HERE = Path(__file__).parent
 
@@ -38,11 +38,7 @@ def test_fastapi_entry_spans_continue_the_caller() -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{front_port}/boom", timeout=10)
         assert failed.value.code == 500
 
-        def received() -> list[dict] | None:
-            segments = collector.api("/api/segments")
-            return segments if len(segments) >= 4 else None
-
-        segments = wait_for(received, what="4 segments")
+        segments = collector.segments(4)
         expect.check(expect.load(HERE / "expected" / "starlette.json", front=front_port, back=back_port), segments)
         collector.settled()
         assert collector.api("/api/drops") == []

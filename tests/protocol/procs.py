@@ -107,6 +107,14 @@ class Collector(Proc):
 
         return wait_for(got, what=f"{segments} segment(s) of trace {trace_id}")
 
+    def segments(self, count: int) -> list[dict[str, Any]]:
+        """Every received segment, once there are at least ``count``."""
+        def got() -> list[dict[str, Any]] | None:
+            segments = self.api("/api/segments")
+            return segments if len(segments) >= count else None
+
+        return wait_for(got, what=f"{count} segments")
+
     def settled(self) -> None:
         """No segment waits for OAP's retry window any more."""
         wait_for(lambda: not self.api("/api/pending"), timeout=15, what="pending segments to settle")
