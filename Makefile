@@ -31,7 +31,7 @@ test: venv $(PROTOC_VENV)/.stamp
 
 ## make test-plugins: every plugin on the oldest and the newest library version it declares (tox envs; Ray on
 ## 2.9 and 2.40 here, 2.60 in `make test`). The standard-library plugins run in `make test`.
-PLUGIN_ENVS := plugin-requests-oldest,plugin-requests-newest,plugin-starlette-oldest,plugin-starlette-newest,plugin-httpx-oldest,plugin-httpx-newest,plugin-urllib3-oldest,plugin-urllib3-newest,plugin-aiohttp-oldest,plugin-aiohttp-newest,ray29,ray240
+PLUGIN_ENVS := plugin-requests-oldest,plugin-requests-newest,plugin-starlette-oldest,plugin-starlette-newest,plugin-httpx-oldest,plugin-httpx-newest,plugin-urllib3-oldest,plugin-urllib3-newest,plugin-aiohttp-oldest,plugin-aiohttp-newest,plugin-flask-oldest,plugin-flask-newest,plugin-django-oldest,plugin-django-newest,plugin-redis-oldest,plugin-redis-newest,plugin-loguru-oldest,plugin-loguru-newest,plugin-grpc-oldest,plugin-grpc-newest,ray29,ray240
 test-plugins: venv $(PROTOC_VENV)/.stamp
 	$(BIN)/python -m pip install -q "tox>=4"
 	$(BIN)/tox -e $(PLUGIN_ENVS)

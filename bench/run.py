@@ -321,6 +321,115 @@ def ray_benchmarks(calls: int, rounds: int) -> bool:
     return not failed
 
 
+HTTP_IMPLS = ('baseline', 'upstream', 'ours')
+HTTP_DEPS = ('fastapi', 'starlette', 'pydantic', 'uvicorn', 'httpx')
+
+
+def ensure_http_deps(python: Path) -> str | None:
+    """The upstream venv gets the same FastAPI/uvicorn/httpx versions as .venv; an error message on failure."""
+    pins = []
+    for dist in HTTP_DEPS:
+        version = installed_version(OURS_PYTHON, dist)
+        if version is None:
+            return f'{dist} is not installed in .venv'
+        if installed_version(python, dist) != version:
+            pins.append(f'{dist}=={version}')
+    if pins:
+        proc = run([python, '-m', 'pip', 'install', '-q', *pins])
+        if proc.returncode != 0:
+            return f'pip install {" ".join(pins)} failed: {proc.stderr.strip()[-2000:]}'
+    return None
+
+
+class Server:
+    """A bench/bench_http.py process, stopped by ``stop()``."""
+
+    def __init__(self, python: Path, *args: str) -> None:
+        self.proc = subprocess.Popen([str(python), '-I', str(BENCH_DIR / 'bench_http.py'), *args], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ''
+        if not line.startswith('ready port='):
+            err = self.proc.stderr.read()[-2000:] if self.proc.stderr and self.proc.poll() is not None else ''
+            self.stop()
+            raise RuntimeError(f'{" ".join(args)} did not start: {line!r} {err}')
+        self.port = int(line.split('=')[1])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _collector_stats(collector: CollectorProcess) -> dict[str, Any]:
+    with urllib.request.urlopen(f'http://{collector.http}/api/stats', timeout=5) as resp:
+        return json.load(resp)
+
+
+def http_benchmarks(rounds: int, seconds: float, connections: int, upstream_error: str | None) -> bool:
+    """FastAPI + httpx end to end: requests per second through a FastAPI app (uvicorn) that calls a downstream
+    with httpx, driven by bench/loadgen.py on 127.0.0.1; no agent, apache-skywalking 1.2.0 (v8) and ours (v6),
+    both reporting to the bundled collector (counting only, niced: it stands in for a remote OAP). The legs
+    alternate, ``rounds`` times, and each number is the median over rounds."""
+    impls = [i for i in HTTP_IMPLS if not (i == 'upstream' and upstream_error)]
+    if 'upstream' in impls:
+        error = ensure_http_deps(UPSTREAM_PYTHON)
+        if error:
+            log(f'http/upstream n/a: {error}')
+            impls.remove('upstream')
+    pythons = {'baseline': OURS_PYTHON, 'upstream': UPSTREAM_PYTHON, 'ours': OURS_PYTHON}
+    runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
+    collector = CollectorProcess('--sink', nice=19)
+    downstream = Server(OURS_PYTHON, '--role', 'downstream')
+    try:
+        for _ in range(rounds):
+            for impl in impls:
+                before = _collector_stats(collector).get('segmentsReceived', 0)
+                front = Server(pythons[impl], '--role', 'front', '--impl', impl, '--downstream',
+                               f'http://127.0.0.1:{downstream.port}', '--collector', collector.grpc)
+                try:
+                    proc = run([OURS_PYTHON, '-I', BENCH_DIR / 'loadgen.py', f'http://127.0.0.1:{front.port}/items/7',
+                                '--connections', str(connections), '--seconds', str(seconds)], timeout=seconds + 120)
+                finally:
+                    front.stop()
+                lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+                result: dict[str, Any] = json.loads(lines[-1]) if lines else {'error': proc.stderr[-2000:]}
+                result['segments'] = _collector_stats(collector).get('segmentsReceived', 0) - before
+                result['ok'] = bool(lines) and result.get('errors') == 0 and result.get('requests', 0) > 0
+                runs[impl].append(result)
+                log(f"http/{impl}: {result.get('rps')} req/s, {result['segments']} segments")
+    finally:
+        downstream.stop()
+        collector.stop()
+    med = {i: statistics.median(r['rps'] for r in rs if r.get('ok')) if any(r.get('ok') for r in rs) else None
+           for i, rs in runs.items()}
+    base = med.get('baseline')
+    print(f'### http: FastAPI + httpx end to end, {connections} connections, {seconds:g} s per leg, median of '
+          f'{rounds} alternating rounds\n')
+    print('| agent | req/s | vs no agent | p50 ms | p99 ms | segments received per request |')
+    print('|---|---:|---:|---:|---:|---:|')
+    for impl, rs in runs.items():
+        ok = [r for r in rs if r.get('ok')]
+        p50 = statistics.median(r['p50_ms'] for r in ok) if ok else None
+        p99 = statistics.median(r['p99_ms'] for r in ok) if ok else None
+        per = statistics.median(r['segments'] / max(1, r['total']) for r in ok) if ok else None
+        ratio = f"{med[impl] / base * 100:.1f} %" if base and med[impl] else '—'
+        print(f"| {impl} | {fmt(med[impl], ',.0f')} | {ratio} | {fmt(p50, '.2f')} | {fmt(p99, '.2f')} "
+              f"| {fmt(per, '.2f')} |")
+    if med.get('ours') and med.get('upstream'):
+        print(f"\nours / upstream: **{med['ours'] / med['upstream']:.2f}×** requests per second")
+    (RESULTS_DIR / 'http.json').write_text(json.dumps({'median_rps': med, 'runs': runs}, indent=2) + '\n',
+                                           encoding='utf-8')
+    print(f"\nwrote {(RESULTS_DIR / 'http.json').relative_to(ROOT)}\n")
+    failed = [f'{i}: {r.get("error") or r.get("error_kinds")}' for i, rs in runs.items() for r in rs if not r.get('ok')]
+    for line in failed:
+        print(f'http leg FAILED: {line}')
+    return not failed
+
+
 def _free_port() -> int:
     import socket
 
@@ -336,7 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--warmup', type=int, default=5_000, help='untimed requests first (default 5000)')
     parser.add_argument('--ray-calls', type=int, default=300, help='calls per Ray measurement (median)')
     parser.add_argument('--ray-rounds', type=int, default=3, help='alternating off/on Ray sessions per side')
-    parser.add_argument('--only', action='append', choices=[*(b.name for b in BENCHMARKS), 'reporter', 'ray'],
+    parser.add_argument('--http-rounds', type=int, default=3, help='alternating rounds of the HTTP end-to-end legs')
+    parser.add_argument('--http-seconds', type=float, default=10.0, help='measured seconds per HTTP leg')
+    parser.add_argument('--http-connections', type=int, default=16, help='load generator connections')
+    parser.add_argument('--only', action='append',
+                        choices=[*(b.name for b in BENCHMARKS), 'reporter', 'http', 'ray'],
                         help='run only these')
     parser.add_argument('--segments', type=int, default=5000, help='segments per reporter throughput leg')
     parser.add_argument('--soak-minutes', type=float, default=10, help='collector-down soak (0 skips it)')
@@ -392,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     if have_ours and (not args.only or 'reporter' in args.only):
         if not reporter_benchmarks(args, not upstream_error, soak):
             failed.append('reporter/ours')
+    if have_ours and (not args.only or 'http' in args.only):
+        if not http_benchmarks(args.http_rounds, args.http_seconds, args.http_connections, upstream_error):
+            failed.append('http')
     if have_ours and (not args.only or 'ray' in args.only):
         if not ray_benchmarks(args.ray_calls, args.ray_rounds):
             failed.append('ray')

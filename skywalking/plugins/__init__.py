@@ -95,6 +95,7 @@ class Plugin:
             return self._enabled
 
     def _on_import(self, module: ModuleType) -> None:
+        _bind_to_parents(module.__name__)
         self._patch()
 
     def _patch(self) -> None:
@@ -149,6 +150,7 @@ class Plugin:
         """Call ``install`` (more ``wrap`` calls) now if ``module`` is imported, else once it is, while this
         plugin is installed. It fails on its own: its wraps are rolled back, the rest of the plugin stays."""
         def run(_: ModuleType | None = None) -> None:
+            _bind_to_parents(module)
             with self._lock:
                 if not self._enabled or module in self._late:
                     return
@@ -173,6 +175,19 @@ class Plugin:
             setattr(parent, attribute, original)
         if not mark:
             self._late.clear()
+
+
+def _bind_to_parents(name: str) -> None:
+    """Post-import hooks run before the import system sets ``pkg.mod`` on ``pkg``; set it (as the import
+    system is about to) so that ``import pkg.mod`` inside a hook can use ``pkg.mod``."""
+    while "." in name:
+        parent_name, _, child = name.rpartition(".")
+        parent, module = sys.modules.get(parent_name), sys.modules.get(name)
+        if parent is None or module is None:
+            return
+        if getattr(parent, child, None) is not module:
+            setattr(parent, child, module)
+        name = parent_name
 
 
 def _is_disabled(name: str) -> bool:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import SplitResult
+from urllib.parse import SplitResult, parse_qsl
 
-from skywalking import Component, Kind, Layer
-from skywalking.trace.carrier import Carrier
+from skywalking import Component, Kind, Layer, config
+from skywalking.trace.carrier import Carrier, inbound_carrier
 from skywalking.trace.context import get_context
 from skywalking.trace.span import Span
-from skywalking.trace.tags import TagHttpMethod, TagHttpStatusCode, TagHttpURL
+from skywalking.trace.tags import TagHttpMethod, TagHttpParams, TagHttpStatusCode, TagHttpURL
 
 
 def inside_exit_span() -> bool:
@@ -76,3 +76,57 @@ def raw_headers(raw: Iterable[tuple[bytes, bytes]], *extra: str) -> dict[str, st
         if name in wanted:
             found[name] = value.decode("latin-1")
     return found
+
+
+# -- server side ----------------------------------------------------------------------------------
+
+def http_entry_span(op: str, header: Callable[[str], str | None], inherit: Component | None = None) -> Span:
+    """The entry span (not started) of one request, continuing the caller's header (``header(name)`` reads
+    one). With ``inherit``, an entry span of that component already active (the generic WSGI one, say) is
+    taken over instead of nesting a second one."""
+    return get_context().new_entry_span(op=op or "/", carrier=inbound_carrier(header), inherit=inherit)
+
+
+def describe_entry(span: Span, component: Component, method: str, url: str, peer: str | None,
+                   query: str = "", collect_params: bool = False) -> None:
+    """Layer, component, peer and tags of a started entry span (after ``start()``: a taken-over span is
+    described from scratch); ``http.params`` from ``query`` when ``collect_params``."""
+    span.layer, span.component = Layer.Http, component
+    if peer:
+        span.peer = peer
+    span.tag(TagHttpMethod(method)).tag(TagHttpURL(url))
+    if collect_params and query:
+        span.tag(TagHttpParams(http_params(query)))
+
+
+def http_params(query: str) -> str:
+    """``http.params``: ``name=[v1,v2]`` per parameter, one per line, cut at
+    ``plugin_http_http_params_length_threshold``."""
+    values: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        values.setdefault(name, []).append(value)
+    text = "\n".join(f"{name}=[{','.join(vals)}]" for name, vals in values.items())
+    limit = config.plugin_http_http_params_length_threshold
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def wsgi_header(environ: dict[str, Any]) -> Callable[[str], str | None]:
+    """A header reader over a WSGI environ (``sw6`` → ``HTTP_SW6``)."""
+    return lambda name: environ.get("HTTP_" + name.upper().replace("-", "_"))
+
+
+def wsgi_url(environ: dict[str, Any]) -> str:
+    """The request URL of a WSGI environ, query included."""
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+    query = environ.get("QUERY_STRING")
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "/")
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
+
+
+def wsgi_peer(environ: dict[str, Any]) -> str | None:
+    """``address:port`` of the client, when the server tells."""
+    addr = environ.get("REMOTE_ADDR")
+    if not addr:
+        return None
+    port = environ.get("REMOTE_PORT")
+    return f"{addr}:{port}" if port else addr

@@ -1,15 +1,24 @@
-"""``aiohttp`` client: an exit span around ``ClientSession._request`` (every ``session.get``/``post``/...), with the
-configured headers (``sw6`` by default) added. The span ends when the response headers have arrived.
-The aiohttp server side is not patched (Ray's dashboard is an aiohttp server and stays untouched)."""
+"""``aiohttp``. Client: an exit span around ``ClientSession._request`` (every ``session.get``/``post``/...), with
+the configured headers (``sw6`` by default) added; it ends when the response headers have arrived.
+Server: an entry span per request around ``web.Application._handle`` (routing, middlewares and the handler),
+continuing the caller's header. The connection-level ``RequestHandler`` is not touched, so the server's own
+signatures (which changed in 3.9) do not matter; Ray's dashboard, an aiohttp server, keeps working."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
 
-from skywalking import Component
+from skywalking import Component, config
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import http_exit_span, inside_exit_span, tag_response, with_headers
+from skywalking.plugins._http import (
+    describe_entry,
+    http_entry_span,
+    http_exit_span,
+    inside_exit_span,
+    tag_response,
+    with_headers,
+)
 
 
 async def _request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -29,16 +38,55 @@ async def _request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return response
 
 
+async def _handle(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    request = args[0] if args else kwargs["request"]
+    method = request.method
+    if config.ignore_http_method_check(method):
+        return await wrapped(*args, **kwargs)
+    headers = request.headers
+    span = http_entry_span(request.path, headers.get)
+    span.start()
+    try:
+        peer = None
+        transport = request.transport
+        address = transport.get_extra_info("peername") if transport is not None else None
+        if isinstance(address, tuple) and len(address) >= 2:
+            peer = f"{address[0]}:{address[1]}"
+        query = request.query_string
+        describe_entry(span, Component.AioHttp, method,
+                       f"{request.scheme}://{request.host}{request.path}" + (f"?{query}" if query else ""), peer)
+        try:
+            response = await wrapped(*args, **kwargs)
+        except Exception as e:
+            status = getattr(e, "status", None)
+            if isinstance(status, int):  # a web.HTTPException: a response raised (error from 400 on)
+                tag_response(span, status)
+            else:
+                span.raised()
+                tag_response(span, 500)
+            raise
+        tag_response(span, getattr(response, "status", None))
+        return response
+    finally:
+        span.stop()
+
+
 class AiohttpPlugin(Plugin):
     name = "sw_aiohttp"
     instruments = ("aiohttp>=3.8",)
     modules = ("aiohttp",)
-    note = "aiohttp client (`ClientSession._request`); the server side is left alone"
+    note = "aiohttp client (`ClientSession._request`) and server (`web.Application._handle`)"
 
     def _install(self) -> None:
         import aiohttp.client
 
         self.wrap(aiohttp.client, "ClientSession._request", _request)
+        self.when_imported("aiohttp.web_app", self._install_server)
+
+    def _install_server(self) -> None:
+        import aiohttp.web_app
+
+        self.wrap(aiohttp.web_app, "Application._handle", _handle)
 
 
 plugin = AiohttpPlugin()

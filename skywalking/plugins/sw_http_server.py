@@ -7,7 +7,7 @@ from typing import Any
 
 from skywalking import Component, Layer
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import tag_response
+from skywalking.plugins._http import describe_entry, http_entry_span, tag_response, wsgi_header, wsgi_peer, wsgi_url
 from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
 from skywalking.trace.tags import TagHttpMethod, TagHttpURL
@@ -58,17 +58,17 @@ def _send_response(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 # -- wsgiref ------------------------------------------------------------------------------------
 
 def _wsgi_run(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """``wsgiref.handlers.BaseHandler.run(application)``: the span covers the application and the body."""
+    """``wsgiref.handlers.BaseHandler.run(application)``: the span covers the application and the body. A
+    framework plugin inside (Flask, Django) takes this span over and names it."""
     application = args[0] if args else kwargs.get("application")
     state: dict[str, Any] = {}
 
     def traced_app(environ: dict[str, Any], start_response: Any) -> Any:
-        path = environ.get("PATH_INFO", "/") + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
-        span = _entry(environ.get("REQUEST_METHOD", "GET"), path, environ.get("HTTP_HOST", ""),
-                      (environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT", 0)),
-                      lambda name: environ.get("HTTP_" + name.upper().replace("-", "_")))
+        span = http_entry_span(environ.get("PATH_INFO", "/"), wsgi_header(environ))
         span.start()
         state["span"] = span
+        describe_entry(span, Component.General, environ.get("REQUEST_METHOD", "GET"), wsgi_url(environ),
+                       wsgi_peer(environ))
 
         def traced_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
             tag_response(span, status.split(" ", 1)[0])

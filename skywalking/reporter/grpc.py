@@ -340,6 +340,10 @@ class GrpcReporter(Reporter):
                     sent = False
                 if sent:
                     backoff.reset()
+                    if len(self._queue) < BATCH and not self._stopping.is_set():
+                        # no full batch waiting: let one build up rather than open a stream (and grpc a
+                        # thread) for the few segments that arrived during the send
+                        self._stopping.wait(LINGER)
                     continue
                 self._requeue(batch)
                 if stopping:

@@ -142,6 +142,45 @@ def test_optional_part_is_patched_when_its_module_is_imported(target: str, tmp_p
         sys.modules.pop(extra, None)
 
 
+def test_submodule_imported_after_install_is_reachable_from_its_package(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        reporter: MemoryReporter) -> None:
+    """Import hooks run before ``pkg.sub`` is set on ``pkg``; a plugin doing ``import pkg.sub`` and using
+    ``pkg.sub.x`` (as real plugins do) must still patch, for its trigger module and for optional parts."""
+    pkg = f"sw_pkg_{uuid.uuid4().hex[:8]}"
+    (tmp_path / pkg).mkdir()
+    (tmp_path / pkg / "__init__.py").write_text("")
+    for sub in ("core", "extra"):
+        (tmp_path / pkg / f"{sub}.py").write_text(f"def hello(who):\n    return '{sub} ' + who\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def traced(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        with get_context().new_exit_span(op=f"call/{wrapped.__module__}", peer="local"):
+            return wrapped(*args, **kwargs)
+
+    class SubPlugin(Plugin):
+        name = "sw_pkg"
+        modules = (f"{pkg}.core",)
+
+        def _install(self) -> None:
+            core = importlib.import_module(pkg)  # the package, as ``import pkg.core`` binds it
+            self.wrap(core.core, "hello", traced)
+            self.when_imported(f"{pkg}.extra", lambda: self.wrap(importlib.import_module(pkg).extra, "hello", traced))
+
+    plugin = SubPlugin()
+    try:
+        assert plugin.install()
+        core = importlib.import_module(f"{pkg}.core")
+        extra = importlib.import_module(f"{pkg}.extra")
+        assert plugin.installed
+        assert core.hello("a") == "core a" and extra.hello("b") == "extra b"
+        assert sorted(seg.spans[0].op for seg in reporter.segments) == [f"call/{pkg}.core", f"call/{pkg}.extra"]
+    finally:
+        plugin.uninstall()
+        for name in (pkg, f"{pkg}.core", f"{pkg}.extra"):
+            sys.modules.pop(name, None)
+
+
 def test_failing_optional_part_leaves_the_rest_installed(target: str, tmp_path: Path,
                                                           logs: pytest.LogCaptureFixture) -> None:
     class BrokenExtra(Plugin):

@@ -1,0 +1,57 @@
+"""Flask: an entry span per request around ``Flask.wsgi_app``, continuing the caller's ``sw6``/``sw8`` header.
+
+Under a server that already traces WSGI applications (``wsgiref``, see ``sw_http_server``) the Flask span takes
+that request span over instead of nesting. The span ends when Flask returns the response; a streamed body is
+not covered. Exceptions Flask turns into a 500 are logged on the span.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skywalking import Component, Kind, config
+from skywalking.plugins import Plugin
+from skywalking.plugins._http import describe_entry, http_entry_span, tag_response, wsgi_header, wsgi_peer, wsgi_url
+from skywalking.trace.context import peek
+
+
+def _wsgi_app(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    environ = args[0] if args else kwargs["environ"]
+    start_response = args[1] if len(args) > 1 else kwargs["start_response"]
+    method = environ.get("REQUEST_METHOD", "GET")
+    if config.ignore_http_method_check(method):
+        return wrapped(*args, **kwargs)
+    span = http_entry_span(environ.get("PATH_INFO", "/"), wsgi_header(environ), inherit=Component.General)
+    with span:
+        describe_entry(span, Component.Flask, method, wsgi_url(environ), wsgi_peer(environ),
+                       environ.get("QUERY_STRING", ""), config.plugin_flask_collect_http_params)
+
+        def traced_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            tag_response(span, status.split(" ", 1)[0])
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return wrapped(environ, traced_start_response)
+
+
+def _handle_exception(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``Flask.handle_exception(e)``: an unhandled exception about to become a 500."""
+    span = peek()
+    if span is not None and span.kind is Kind.Entry:
+        span.raised()  # called inside Flask's ``except``: the traceback is at hand
+    return wrapped(*args, **kwargs)
+
+
+class FlaskPlugin(Plugin):
+    name = "sw_flask"
+    instruments = ("flask>=2.0",)
+    modules = ("flask",)
+    note = "Flask applications (`Flask.wsgi_app`)"
+
+    def _install(self) -> None:
+        import flask.app
+
+        self.wrap(flask.app, "Flask.wsgi_app", _wsgi_app)
+        self.wrap(flask.app, "Flask.handle_exception", _handle_exception)
+
+
+plugin = FlaskPlugin()
