@@ -215,3 +215,36 @@ def test_tls_channel(spawn: Callable[..., Any]) -> None:
     # without TLS the same collector is unreachable: nothing registers
     plain = spawn(Service, "svc-plain", f"localhost:{port}", SW_AGENT_REGISTER_WAIT="2")
     assert plain.call()["trace_id"] == "N/A" and plain.stats()["instance_id"] == 0
+
+
+def test_sync_grpc_is_the_fallback_when_grpc_aio_fails(spawn: Callable[..., Any],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments go out on grpc.aio streams; any failure there other than an RPC error switches the reporter to the
+    sync API for good, and the batch is still delivered."""
+    from skywalking import config
+    from skywalking.reporter import grpc as reporter_grpc
+    from skywalking.trace.context import disable, enable, get_context
+
+    collector = spawn(Collector)
+    monkeypatch.setattr(config, "agent_name", "svc-fallback")
+    monkeypatch.setattr(config, "SERVICE_NAME", "svc-fallback", raising=False)
+    calls: list[int] = []
+
+    def unusable(self: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        raise RuntimeError("no grpc.aio here")
+
+    monkeypatch.setattr(reporter_grpc.CollectStream, "send", unusable)
+    reporter = reporter_grpc.GrpcReporter(reporter_grpc.V8Protocol(), 100, [collector.grpc], False)
+    reporter.start()
+    enable(reporter.report, service="svc-fallback", instance="svc-fallback-1")
+    try:
+        for n in range(3):
+            with get_context().new_entry_span(op=f"/fallback/{n}"):
+                pass
+            wait_for(lambda n=n: len(collector.api("/api/segments?service=svc-fallback")) > n, what=f"segment {n}")
+        assert calls == [1] and reporter._stream.broken  # tried once, then the sync API only
+        assert reporter.sent == 3 and not reporter.dropped
+    finally:
+        disable()
+        reporter.stop(2.0)
