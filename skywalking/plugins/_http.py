@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl
 
 from skywalking import Component, Kind, Layer, config
-from skywalking.trace.carrier import Carrier, inbound_carrier
+from skywalking.trace.carrier import inbound_carrier, inbound_header_names
 from skywalking.trace.context import get_context
 from skywalking.trace.span import Span
 from skywalking.trace.tags import TagHttpMethod, TagHttpParams, TagHttpStatusCode, TagHttpURL
@@ -69,7 +69,7 @@ def tag_response(span: Any, status: Any) -> None:
 def raw_headers(raw: Iterable[tuple[bytes, bytes]], *extra: str) -> dict[str, str]:
     """From ASGI-style ``(name, value)`` byte pairs, the headers this agent reads plus ``extra`` names
     (lower-case names; Latin-1, as HTTP/1.1 header bytes are)."""
-    wanted = {item.key for item in Carrier()}.union(extra)
+    wanted = (*inbound_header_names(), *extra)
     found = {}
     for key, value in raw:
         name = key.decode("latin-1").lower()

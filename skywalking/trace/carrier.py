@@ -314,6 +314,11 @@ class Carrier(list):  # a list of CarrierItem: plugins iterate it at C speed
     __hash__ = object.__hash__
 
 
+def inbound_header_names() -> tuple[str, ...]:
+    """The (lower-case) names of the headers this agent reads: the configured sw6 header, sw8, sw8-correlation."""
+    return config.SW6_HEADER, "sw8-correlation", "sw8"
+
+
 def inbound_carrier(lookup: Callable[[str], str | None]) -> Carrier:
     """A carrier for an entry span, each header this agent reads filled from ``lookup`` (``headers.get``)."""
     carrier = Carrier()

@@ -222,3 +222,18 @@ def test_sw6_round_trip(trace: ID, seg: ID, span: int, parent: int, entry: int, 
 def test_sw8_round_trip(trace: str, seg: str, span: int, svc: str, inst: str, ep: str, addr: str) -> None:
     h = SW8(ID(trace, parse_parts(trace)), ID(seg, parse_parts(seg)), span, svc, inst, ep, addr)
     assert decode_sw8(encode_sw8(h)) == h
+
+
+@pytest.mark.parametrize("namespace", ["", "prod"])
+def test_inbound_header_names_are_the_inbound_carrier_keys(namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from skywalking import config
+    from skywalking.trace.carrier import Carrier, inbound_header_names
+
+    monkeypatch.setattr(config, "agent_namespace", namespace)
+    config.finalize()
+    try:
+        assert sorted(inbound_header_names()) == sorted(item.key for item in Carrier())
+        assert (f"{namespace}-sw6" if namespace else "sw6") in inbound_header_names()
+    finally:
+        monkeypatch.undo()
+        config.finalize()
