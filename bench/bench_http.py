@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import socket
 import sys
 
@@ -77,6 +78,8 @@ def front(impl: str, port: int, target: str, collector: str) -> None:
                                            lifespan="off"))
 
     async def serve() -> None:
+        # SIGTERM (run.py stopping the leg) ends uvicorn cleanly, so the agent flushes at exit
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: setattr(server, "should_exit", True))
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.02)

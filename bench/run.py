@@ -364,6 +364,13 @@ class Server:
                 self.proc.wait(10)
 
 
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU of a process (all its threads), in clock ticks."""
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def _collector_stats(collector: CollectorProcess) -> dict[str, Any]:
     with urllib.request.urlopen(f'http://{collector.http}/api/stats', timeout=5) as resp:
         return json.load(resp)
@@ -391,12 +398,16 @@ def http_benchmarks(rounds: int, seconds: float, connections: int, upstream_erro
                 front = Server(pythons[impl], '--role', 'front', '--impl', impl, '--downstream',
                                f'http://127.0.0.1:{downstream.port}', '--collector', collector.grpc)
                 try:
+                    cpu0 = _cpu_ticks(front.proc.pid)
                     proc = run([OURS_PYTHON, '-I', BENCH_DIR / 'loadgen.py', f'http://127.0.0.1:{front.port}/items/7',
                                 '--connections', str(connections), '--seconds', str(seconds)], timeout=seconds + 120)
+                    cpu = _cpu_ticks(front.proc.pid) - cpu0
                 finally:
                     front.stop()
                 lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
                 result: dict[str, Any] = json.loads(lines[-1]) if lines else {'error': proc.stderr[-2000:]}
+                if result.get('total'):
+                    result['cpu_us_per_request'] = cpu / os.sysconf('SC_CLK_TCK') / result['total'] * 1e6
                 result['segments'] = _collector_stats(collector).get('segmentsReceived', 0) - before
                 result['ok'] = bool(lines) and result.get('errors') == 0 and result.get('requests', 0) > 0
                 runs[impl].append(result)
@@ -409,20 +420,24 @@ def http_benchmarks(rounds: int, seconds: float, connections: int, upstream_erro
     base = med.get('baseline')
     print(f'### http: FastAPI + httpx end to end, {connections} connections, {seconds:g} s per leg, median of '
           f'{rounds} alternating rounds\n')
-    print('| agent | req/s | vs no agent | p50 ms | p99 ms | segments received per request |')
-    print('|---|---:|---:|---:|---:|---:|')
+    print('| agent | req/s | vs no agent | app CPU µs/request | vs no agent | p50 ms | p99 ms | segments per request |')
+    print('|---|---:|---:|---:|---:|---:|---:|---:|')
+    cpu = {i: statistics.median(r['cpu_us_per_request'] for r in rs if r.get('ok') and 'cpu_us_per_request' in r)
+           if any(r.get('ok') and 'cpu_us_per_request' in r for r in rs) else None for i, rs in runs.items()}
     for impl, rs in runs.items():
         ok = [r for r in rs if r.get('ok')]
         p50 = statistics.median(r['p50_ms'] for r in ok) if ok else None
         p99 = statistics.median(r['p99_ms'] for r in ok) if ok else None
         per = statistics.median(r['segments'] / max(1, r['total']) for r in ok) if ok else None
         ratio = f"{med[impl] / base * 100:.1f} %" if base and med[impl] else '—'
-        print(f"| {impl} | {fmt(med[impl], ',.0f')} | {ratio} | {fmt(p50, '.2f')} | {fmt(p99, '.2f')} "
-              f"| {fmt(per, '.2f')} |")
+        cpu_base = cpu.get('baseline')
+        cpu_ratio = f"{cpu[impl] / cpu_base * 100:.1f} %" if cpu_base and cpu[impl] else '—'
+        print(f"| {impl} | {fmt(med[impl], ',.0f')} | {ratio} | {fmt(cpu[impl], ',.0f')} | {cpu_ratio} "
+              f"| {fmt(p50, '.2f')} | {fmt(p99, '.2f')} | {fmt(per, '.2f')} |")
     if med.get('ours') and med.get('upstream'):
         print(f"\nours / upstream: **{med['ours'] / med['upstream']:.2f}×** requests per second")
-    (RESULTS_DIR / 'http.json').write_text(json.dumps({'median_rps': med, 'runs': runs}, indent=2) + '\n',
-                                           encoding='utf-8')
+    payload = {'median_rps': med, 'median_cpu_us_per_request': cpu, 'runs': runs}
+    (RESULTS_DIR / 'http.json').write_text(json.dumps(payload, indent=2) + '\n', encoding='utf-8')
     print(f"\nwrote {(RESULTS_DIR / 'http.json').relative_to(ROOT)}\n")
     failed = [f'{i}: {r.get("error") or r.get("error_kinds")}' for i, rs in runs.items() for r in rs if not r.get('ok')]
     for line in failed:

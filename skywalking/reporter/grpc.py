@@ -42,7 +42,7 @@ STREAM_TIMEOUT = 30.0  # seconds, one collect stream (Java: GRPC_UPSTREAM_TIMEOU
 BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
 IDLE_WAIT = 0.5  # seconds the sender sleeps when the queue is empty (woken early by report())
 STREAMS = 16  # concurrent collect streams per batch: their writes complete together, one loop wake-up for several
-LINGER = 0.5  # seconds the sender lets segments accumulate after waking: one stream per batch, not per segment
+LINGER = 0.2  # seconds the sender lets segments accumulate after waking: one stream per batch, not per segment
 
 
 class Backoff:
