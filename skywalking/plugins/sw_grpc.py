@@ -10,7 +10,8 @@
   It ends when the RPC completes (futures and streams included) and is an error on a non-OK status.
 
 Left alone: servers and channels created by code in ``skywalking.*`` (the reporter, the bundled collector) or
-``ray.*`` (Ray's own gRPC), calls to SkyWalking's and Ray's own services, and ``plugin_grpc_ignored_methods``.
+``ray.*`` (Ray's own gRPC), calls to SkyWalking's, Ray's and OpenTelemetry exporters' services, and
+``plugin_grpc_ignored_methods``.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from skywalking.trace.context import NOOP_CONTEXT, get_context
 from skywalking.trace.span import Span
 from skywalking.trace.tags import TagGrpcMethod, TagGrpcStatusCode, TagGrpcUrl
 
-# method prefixes of SkyWalking's services (sw6 protos have no package; v3 is skywalking.v3) and of Ray's
-OWN_METHODS = ("/Register/", "/ServiceInstancePing/", "/TraceSegmentReportService/", "/skywalking.v3.", "/ray.rpc.")
+# method prefixes of SkyWalking's services (sw6 protos have no package; v3 is skywalking.v3), of Ray's, and of
+# OpenTelemetry exporters (Ray exports its metrics that way): telemetry traffic, not the application's
+OWN_METHODS = ("/Register/", "/ServiceInstancePing/", "/TraceSegmentReportService/", "/skywalking.v3.", "/ray.rpc.",
+               "/opentelemetry.proto.collector.")
 _UNTRACED_CALLERS = ("skywalking", "ray")  # top-level packages whose servers and channels stay unwrapped
 _PASS_THROUGH = ("wrapt", "grpc")  # frames between the creating code and our wrapper
 _KINDS = {(False, False): "unary_unary", (False, True): "unary_stream", (True, False): "stream_unary",

@@ -227,6 +227,7 @@ def test_own_and_ignored_methods_are_not_traced() -> None:
     assert not sw_grpc.traced_method("/Register/doServiceRegister")
     assert not sw_grpc.traced_method("/skywalking.v3.ManagementService/keepAlive")
     assert not sw_grpc.traced_method("/ray.rpc.NodeManagerService/RequestWorkerLease")
+    assert not sw_grpc.traced_method("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
     assert sw_grpc.traced_method("/demo.Greeter/Hello")
     config.init(plugin_grpc_ignored_methods="/Demo.Greeter/Hello")
     config.finalize()

@@ -1,0 +1,46 @@
+"""Ray's dashboard is an aiohttp server (aiohttp 3.14 with Ray 2.60): with the agent loaded into every Ray process
+(``sw-python run``), it keeps answering, and its requests are traced by sw_aiohttp's server side."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.protocol.procs import ROOT, Collector, clean_env, wait_for
+
+DRIVER = Path(__file__).parent / "apps" / "dashboard_driver.py"
+
+
+def test_dashboard_keeps_working_with_the_agent_in_every_ray_process() -> None:
+    pytest.importorskip("aiohttp")
+    collector = Collector()
+    try:
+        env = clean_env(SW_AGENT_NAME="ray-dashboard", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
+                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_LOGGING_LEVEL="WARNING", RAY_AUTH_MODE="disabled")
+        sw_python = Path(sys.executable).parent / "sw-python"  # the console script installed with the package
+        out = subprocess.run([str(sw_python), "run", sys.executable, str(DRIVER)], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        assert out.returncode == 0 and lines, f"exit {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-5000:]}"
+        result = json.loads(lines[-1])
+        if result["dashboard"] is None:
+            pytest.skip("this Ray has no dashboard (ray[default] not installed)")
+        assert set(result["codes"].values()) == {200}, result
+
+        def dashboard_entry() -> dict | None:
+            for seg in collector.api("/api/segments?service=ray-dashboard"):
+                entry = seg["spans"][-1]
+                if entry["operationName"] == "/api/version" and entry["componentId"] == 7008:
+                    return entry
+            return None
+
+        entry = wait_for(dashboard_entry, what="the dashboard's /api/version entry span")
+        assert entry["spanType"] == "Entry" and not entry["isError"]
+        tags = {t["key"]: t["value"] for t in entry["tags"]}
+        assert tags["http.status_code"] == "200" and tags["http.method"] == "GET"
+    finally:
+        collector.stop()
