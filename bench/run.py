@@ -1,6 +1,7 @@
 """Run every benchmark under baseline / upstream / ours and print a comparison table.
 
 Usage: .venv/bin/python bench/run.py [--requests N] [--rounds R] [--warmup W] [--only NAME]
+(NAME: core, reporter, http, ray; see bench/README.md)
 
 * baseline: /work/main/.venv, ``--mode baseline`` (skywalking is never imported)
 * upstream: .venvs/bench-upstream with apache-skywalking==1.2.0 (created on first use)
