@@ -43,6 +43,7 @@ def main() -> None:
     logger.add(sys.stdout, format="loguru queued " + FORMAT, enqueue=True)
     logger.configure(patcher=lambda record: record["extra"].update(user="kept"))
     logger.info("outside")  # line: outside
+    logger.complete()  # the queued sink has written its line: the ready line below stays a line of its own
     server = ThreadingHTTPServer(("127.0.0.1", 0), Front)
     print(f"ready port={server.server_address[1]}", flush=True)
     try:
