@@ -8,7 +8,7 @@ from urllib.parse import SplitResult, parse_qsl
 
 from skywalking import Component, Kind, Layer, config
 from skywalking.trace.carrier import inbound_carrier, inbound_header_names
-from skywalking.trace.context import get_context
+from skywalking.trace.context import get_context, peek
 from skywalking.trace.span import Span
 from skywalking.trace.tags import TagHttpMethod, TagHttpParams, TagHttpStatusCode, TagHttpURL
 
@@ -121,6 +121,23 @@ def wsgi_url(environ: dict[str, Any]) -> str:
     query = environ.get("QUERY_STRING")
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "/")
     return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
+
+
+def wsgi_start_response(span: Span, start_response: Callable[..., Any]) -> Callable[..., Any]:
+    """A WSGI ``start_response`` that tags ``span`` with the status first."""
+    def traced(status: str, headers: Any, exc_info: Any = None) -> Any:
+        tag_response(span, status.split(" ", 1)[0])
+        return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+    return traced
+
+
+def raised_on_entry_span() -> None:
+    """Record the exception being handled on the active entry span (for frameworks' "turn it into a 500"
+    hooks, called inside their ``except``)."""
+    span = peek()
+    if span is not None and span.kind is Kind.Entry:
+        span.raised()
 
 
 def wsgi_peer(environ: dict[str, Any]) -> str | None:

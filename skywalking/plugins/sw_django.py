@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from skywalking import Component, Kind, config
+from skywalking import Component, config
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import describe_entry, http_entry_span, tag_response, wsgi_header, wsgi_peer, wsgi_url
-from skywalking.trace.context import peek
+from skywalking.plugins._http import (
+    describe_entry,
+    http_entry_span,
+    raised_on_entry_span,
+    tag_response,
+    wsgi_header,
+    wsgi_peer,
+    wsgi_url,
+)
 from skywalking.trace.span import Span
 
 
@@ -56,9 +63,7 @@ async def _get_response_async(wrapped: Any, instance: Any, args: Any, kwargs: An
 
 def _handle_uncaught_exception(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``handle_uncaught_exception(request, resolver, exc_info)``: a view's exception about to become a 500."""
-    span = peek()
-    if span is not None and span.kind is Kind.Entry:
-        span.raised()  # called inside Django's ``except``: the traceback is at hand
+    raised_on_entry_span()  # called inside Django's ``except``
     return wrapped(*args, **kwargs)
 
 

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from skywalking import Component, Kind, config
+from skywalking import Component, config
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import describe_entry, http_entry_span, tag_response, wsgi_header, wsgi_peer, wsgi_url
-from skywalking.trace.context import peek
+from skywalking.plugins._http import (
+    describe_entry,
+    http_entry_span,
+    raised_on_entry_span,
+    wsgi_header,
+    wsgi_peer,
+    wsgi_start_response,
+    wsgi_url,
+)
 
 
 def _wsgi_app(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -25,19 +32,12 @@ def _wsgi_app(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     with span:
         describe_entry(span, Component.Flask, method, wsgi_url(environ), wsgi_peer(environ),
                        environ.get("QUERY_STRING", ""), config.plugin_flask_collect_http_params)
-
-        def traced_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-            tag_response(span, status.split(" ", 1)[0])
-            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
-
-        return wrapped(environ, traced_start_response)
+        return wrapped(environ, wsgi_start_response(span, start_response))
 
 
 def _handle_exception(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``Flask.handle_exception(e)``: an unhandled exception about to become a 500."""
-    span = peek()
-    if span is not None and span.kind is Kind.Entry:
-        span.raised()  # called inside Flask's ``except``: the traceback is at hand
+    raised_on_entry_span()  # called inside Flask's ``except``
     return wrapped(*args, **kwargs)
 
 

@@ -7,7 +7,15 @@ from typing import Any
 
 from skywalking import Component, Layer
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import describe_entry, http_entry_span, tag_response, wsgi_header, wsgi_peer, wsgi_url
+from skywalking.plugins._http import (
+    describe_entry,
+    http_entry_span,
+    tag_response,
+    wsgi_header,
+    wsgi_peer,
+    wsgi_start_response,
+    wsgi_url,
+)
 from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
 from skywalking.trace.tags import TagHttpMethod, TagHttpURL
@@ -69,12 +77,7 @@ def _wsgi_run(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         state["span"] = span
         describe_entry(span, Component.General, environ.get("REQUEST_METHOD", "GET"), wsgi_url(environ),
                        wsgi_peer(environ))
-
-        def traced_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-            tag_response(span, status.split(" ", 1)[0])
-            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
-
-        return application(environ, traced_start_response)
+        return application(environ, wsgi_start_response(span, start_response))
 
     try:
         return wrapped(traced_app)
