@@ -117,24 +117,21 @@ class CollectStream:
 
     def send(self, target: str, generation: int, path: str, messages: list[bytes], timeout: float,
              md: tuple[tuple[str, str], ...], deserializer: Callable[[bytes], Any]) -> None:
-        """Send ``messages`` on one stream; raises ``grpc.RpcError`` when the call fails."""
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.new_event_loop()
-        if self._key != (target, generation):  # the sync channel failed over: follow it
-            self._close_channel()
-            with _loop_set(loop):
-                self._channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials()) if self.tls \
-                    else grpc.aio.insecure_channel(target)
-            self._key = (target, generation)
-        loop.run_until_complete(self._collect_all(path, messages, timeout, md, deserializer))
+        """Send ``messages`` to ``target``, spread over up to ``STREAMS`` concurrent streams (at least 8 messages
+        each); raises ``grpc.RpcError`` when a call fails."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._send(target, generation, path, messages, timeout, md, deserializer))
 
-    async def _collect_all(self, path: str, messages: list[bytes], timeout: float, md: tuple[tuple[str, str], ...],
-                           deserializer: Callable[[bytes], Any]) -> None:
+    async def _send(self, target: str, generation: int, path: str, messages: list[bytes], timeout: float,
+                    md: tuple[tuple[str, str], ...], deserializer: Callable[[bytes], Any]) -> None:
+        if self._key != (target, generation):  # the sync channel failed over: follow it
+            await self._close_channel()
+            # made inside the running loop: grpc.aio binds the channel to it
+            self._channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials()) if self.tls \
+                else grpc.aio.insecure_channel(target)
+            self._key = (target, generation)
         n = min(STREAMS, max(1, len(messages) // 8))
-        if n == 1:
-            await self._collect(path, messages, timeout, md, deserializer)
-            return
         results = await asyncio.gather(*(self._collect(path, messages[i::n], timeout, md, deserializer)
                                          for i in range(n)), return_exceptions=True)
         for result in results:
@@ -153,32 +150,19 @@ class CollectStream:
             pass  # the call ended early: its status, raised below, says why
         await call
 
-    def _close_channel(self) -> None:
+    async def _close_channel(self) -> None:
         channel, self._channel, self._key = self._channel, None, None
-        if channel is not None and self._loop is not None:
+        if channel is not None:
             try:
-                self._loop.run_until_complete(channel.close())
+                await channel.close()
             except Exception:
                 logger.debug("closing the collect channel failed", exc_info=True)
 
     def close(self) -> None:
-        self._close_channel()
         if self._loop is not None:
+            self._loop.run_until_complete(self._close_channel())
             self._loop.close()
             self._loop = None
-
-
-class _loop_set:
-    """``loop`` as the thread's current event loop while a grpc.aio channel is made (grpc binds it there)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def __enter__(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.set_event_loop(None)
 
 
 class Protocol:

@@ -217,8 +217,10 @@ def test_tls_channel(spawn: Callable[..., Any]) -> None:
     assert plain.call()["trace_id"] == "N/A" and plain.stats()["instance_id"] == 0
 
 
-def test_sync_grpc_is_the_fallback_when_grpc_aio_fails(spawn: Callable[..., Any],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("aio_fails", [False, True])
+def test_segments_go_out_on_grpc_aio_with_the_sync_api_as_fallback(spawn: Callable[..., Any],
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   aio_fails: bool) -> None:
     """Segments go out on grpc.aio streams; any failure there other than an RPC error switches the reporter to the
     sync API for good, and the batch is still delivered."""
     from skywalking import config
@@ -234,7 +236,8 @@ def test_sync_grpc_is_the_fallback_when_grpc_aio_fails(spawn: Callable[..., Any]
         calls.append(1)
         raise RuntimeError("no grpc.aio here")
 
-    monkeypatch.setattr(reporter_grpc.CollectStream, "send", unusable)
+    if aio_fails:
+        monkeypatch.setattr(reporter_grpc.CollectStream, "send", unusable)
     reporter = reporter_grpc.GrpcReporter(reporter_grpc.V8Protocol(), 100, [collector.grpc], False)
     reporter.start()
     enable(reporter.report, service="svc-fallback", instance="svc-fallback-1")
@@ -243,7 +246,10 @@ def test_sync_grpc_is_the_fallback_when_grpc_aio_fails(spawn: Callable[..., Any]
             with get_context().new_entry_span(op=f"/fallback/{n}"):
                 pass
             wait_for(lambda n=n: len(collector.api("/api/segments?service=svc-fallback")) > n, what=f"segment {n}")
-        assert calls == [1] and reporter._stream.broken  # tried once, then the sync API only
+        if aio_fails:
+            assert calls == [1] and reporter._stream.broken  # tried once, then the sync API only
+        else:
+            assert not reporter._stream.broken  # every batch went over grpc.aio
         assert reporter.sent == 3 and not reporter.dropped
     finally:
         disable()
