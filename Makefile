@@ -7,10 +7,12 @@ PROTOC_VENV := .venvs/protoc
 
 .PHONY: venv test test-plugins lint docs protos bench demo tox clean
 
-$(STAMP): setup.py pyproject.toml requirements/test.txt
+$(STAMP): setup.py pyproject.toml requirements/test.txt skywalking/bootstrap/company_skywalking.pth
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e . -r requirements/test.txt
+	@# an editable install leaves out the .pth that a wheel puts at the root of site-packages (SW_AGENT_AUTOSTART)
+	cp skywalking/bootstrap/company_skywalking.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 	touch $(STAMP)
 
 venv: $(STAMP)

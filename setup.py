@@ -3,6 +3,21 @@
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+PTH = "company_skywalking.pth"  # starts the agent at interpreter start-up when SW_AGENT_AUTOSTART is set
+
+
+class BuildWithPth(build_py):
+    """Also puts ``company_skywalking.pth`` at the root of site-packages (wheels and editable installs)."""
+
+    def run(self) -> None:
+        super().run()
+        target = Path(self.build_lib) / PTH
+        self.copy_file(str(HERE / "skywalking" / "bootstrap" / PTH), str(target), preserve_mode=False)
+
+    def get_outputs(self, include_bytecode: bool = True) -> list[str]:
+        return [*super().get_outputs(include_bytecode), str(Path(self.build_lib) / PTH)]
 
 HERE = Path(__file__).parent
 VERSION = "0.1.0"
@@ -16,7 +31,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.14",
     packages=find_packages(include=["skywalking", "skywalking.*", "sw_python", "sw_python.*"]),
-    package_data={"skywalking": ["py.typed", "bootstrap/loader/sitecustomize.py"]},
+    package_data={"skywalking": ["py.typed", "bootstrap/loader/sitecustomize.py", f"bootstrap/{PTH}"]},
     install_requires=[
         "grpcio>=1.49",
         "protobuf>=3.20.3",
@@ -27,6 +42,7 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6.80"],
         "lint": ["ruff>=0.6"],
     },
+    cmdclass={"build_py": BuildWithPth},
     entry_points={"console_scripts": ["sw-python = skywalking.bootstrap.cli.sw_python:start"]},
     classifiers=[
         "Programming Language :: Python :: 3.10",

@@ -148,6 +148,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("plugin_ray_serve_service_name", str, "{deployment}",
            "Ray Serve: the service name each replica reports under; `{app}` and `{deployment}` are replaced. "
            "Empty keeps the driver's service name."),
+    Option("plugin_ray_trace_system_processes", bool, False,
+           "Ray: also trace Ray's own processes (dashboard, dashboard agent, runtime-env agent, monitors) when the "
+           "agent is loaded into every Python process (`sw-python run`, `SW_AGENT_AUTOSTART` on a node). Off, their "
+           "health checks, internal calls and cloud-metadata probes make no traces. Workers are always traced."),
     Option("sample_n_per_3_secs", int, 0,
            "Keep at most N new traces per 3 seconds (0 keeps all). Traces continued from a caller are always kept."),
     # -- company-skywalking ------------------------------------------------------------------
@@ -160,6 +164,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("agent_register_wait", float, 0.0,
            "v6: seconds `agent.start()` waits for the OAP to issue the instance id (nothing is traced before); "
            "useful for short-lived processes and Ray workers."),
+    Option("agent_autostart", bool, False,
+           "Start the agent when a Python process starts, with no code change and no `sw-python`: the installed "
+           "`company_skywalking.pth` reads this variable at interpreter start-up. Meant for environments that "
+           "Ray starts processes in: a Serve application's or a job's `runtime_env` `env_vars`, a node's "
+           "environment. A submitted Ray job whose runtime_env names our worker setup hook starts it in its "
+           "driver too."),
     Option("agent_propagation", str, "",
            "Headers to emit: `sw6`, `sw8` or `sw6,sw8`. Empty follows the protocol version. Inbound, "
            "whichever header arrives is read."),

@@ -15,12 +15,15 @@ from tests.protocol.procs import ROOT, Collector, clean_env, wait_for
 DRIVER = Path(__file__).parent / "apps" / "dashboard_driver.py"
 
 
-def test_dashboard_keeps_working_with_the_agent_in_every_ray_process() -> None:
+@pytest.mark.parametrize("system", [True, False], ids=["ray-processes-traced", "default"])
+def test_dashboard_keeps_working_with_the_agent_in_every_ray_process(system: bool) -> None:
+    """By default Ray's own processes are left alone; ``plugin_ray_trace_system_processes`` traces them too."""
     pytest.importorskip("aiohttp")
     collector = Collector()
     try:
         env = clean_env(SW_AGENT_NAME="ray-dashboard", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_LOGGING_LEVEL="WARNING", RAY_AUTH_MODE="disabled")
+                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_LOGGING_LEVEL="WARNING", RAY_AUTH_MODE="disabled",
+                        SW_PLUGIN_RAY_TRACE_SYSTEM_PROCESSES=str(system).lower())
         sw_python = Path(sys.executable).parent / "sw-python"  # the console script installed with the package
         failures = []
         for _ in range(2):  # one retry, as tests/ray/driver.py does: Ray's start-up sometimes times out here
@@ -44,6 +47,11 @@ def test_dashboard_keeps_working_with_the_agent_in_every_ray_process() -> None:
                     return entry
             return None
 
+        if not system:  # the driver's own segments arrived: the dashboard's would have too (see the other case)
+            wait_for(lambda: collector.api("/api/segments?service=ray-dashboard"), what="the driver's segments")
+            collector.settled()
+            assert [s for seg in collector.api("/api/segments") for s in seg["spans"] if s["componentId"] == 7008] == []
+            return
         entry = wait_for(dashboard_entry, what="the dashboard's /api/version entry span")
         assert entry["spanType"] == "Entry" and not entry["isError"]
         tags = {t["key"]: t["value"] for t in entry["tags"]}

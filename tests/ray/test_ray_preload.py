@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from packaging.version import Version
+
 from tests.protocol.procs import Collector, wait_for
+from tests.ray.cluster import (
+    JOB_TRACES,
+    SW,
+    check_linked_traces,
+    needs_dashboard,
+    segments_of,
+    start_cluster,
+    stop_cluster,
+)
+from tests.ray.conftest import RAY
 from tests.ray.driver import run_driver
 
 DRIVER = Path(__file__).parent / "apps" / "preload_driver.py"
@@ -41,6 +54,31 @@ def test_node_level_preload_traces_workers_of_an_uninstrumented_driver() -> None
         if outer["spanType"] == "Entry":
             assert outer["operationName"] == "Ray/Task/outer" and not outer["refs"]
         collector.settled()
+        assert collector.api("/api/drops") == []
+    finally:
+        collector.stop()
+
+
+@needs_dashboard
+def test_submitted_job_on_a_preloaded_cluster() -> None:
+    """``ray start`` with node-level preloading, a job submitted with no tracing of its own (untraced driver)."""
+    service = "job-preloaded"
+    collector = Collector()
+    try:
+        cluster = start_cluster(RAY_preload_python_modules="skywalking.bootstrap.ray_worker", SW_AGENT_NAME=service,
+                                SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc, **SW)
+        try:
+            result = cluster.submit([sys.executable, "job.py"], {})
+        finally:
+            stop_cluster(cluster.temp_dir)
+        assert (result["fan"], result["add"], result["driver_traced"]) == ([2, 12], 106, False)
+        if RAY >= Version("2.54"):
+            # fan (root, in its worker) -> 2 x leaf; Counter.__init__ (root); Counter.add (root) -> leaf
+            check_linked_traces(segments_of(collector, service, 6), JOB_TRACES, None)
+        else:  # actor classes exported by an untraced driver are wrapped in the worker from 2.54 on: tasks only
+            segments = segments_of(collector, service, 3)
+            (fan_trace,) = {seg["traceId"] for seg in segments if seg["spans"][-1]["operationName"] == "Ray/Task/fan"}
+            check_linked_traces([seg for seg in segments if seg["traceId"] == fan_trace], 1, None)
         assert collector.api("/api/drops") == []
     finally:
         collector.stop()

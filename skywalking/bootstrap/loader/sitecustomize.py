@@ -142,8 +142,12 @@ def _sw_start_agent() -> None:
         return
     try:
         from skywalking import agent
+        from skywalking.bootstrap import should_start
     except Exception as exc:
         _sw_warn(f"SkyWalking agent not started, cannot import it ({type(exc).__name__}: {exc})")
+        return
+    if not should_start():
+        _sw_debug("one of Ray's own processes: not traced (SW_PLUGIN_RAY_TRACE_SYSTEM_PROCESSES)")
         return
     _sw_debug("starting the agent (prefork=%r)", prefork or None)
     try:

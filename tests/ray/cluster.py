@@ -1,0 +1,113 @@
+"""A Ray cluster as production runs it (``ray start``), jobs submitted to it, and checks of the traces
+that come out."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.protocol.procs import Collector, clean_env, free_port, wait_for
+
+# `ray job submit` and `serve deploy` talk to the dashboard, which needs ray[default] (ray29 installs plain ray)
+needs_dashboard = pytest.mark.skipif(importlib.util.find_spec("aiohttp") is None,
+                                     reason="the dashboard (ray[default]) is not installed")
+
+APPS = Path(__file__).parent / "apps" / "jobs"
+BIN = Path(sys.executable).parent
+HOOK = "skywalking.plugins.sw_ray.setup_worker"
+# every process the tests start reports here; workers still wait for their instance id before tracing
+SW = {"SW_AGENT_REGISTER_WAIT": "15", "SW_AGENT_LOGGING_LEVEL": "WARNING"}
+
+
+@dataclass
+class Cluster:
+    dashboard: str  # the job and Serve REST address
+    temp_dir: str
+
+    def submit(self, entrypoint: list[str], runtime_env: dict[str, Any]) -> dict[str, Any]:
+        """``ray job submit`` and wait; the JSON line the job printed."""
+        runtime_env = {"working_dir": str(APPS), **runtime_env}
+        out = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", self.dashboard,
+                              "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint],
+                             env=clean_env(), capture_output=True, text=True, timeout=300)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        assert out.returncode == 0 and "succeeded" in out.stdout and lines, \
+            f"{out.stdout[-4000:]}\n{out.stderr[-3000:]}"
+        return json.loads(lines[-1])
+
+
+def start_cluster(**env: str) -> Cluster:
+    """``ray start --head`` on 127.0.0.1 with ``env`` in the node's environment."""
+    temp_dir = tempfile.mkdtemp(prefix="swray")  # short: Ray's socket paths must fit in 107 characters
+    port, dashboard = free_port(), free_port()
+    out = subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                          "--num-cpus=4", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                         env=clean_env(RAY_AUTH_MODE="disabled", **env), capture_output=True, text=True, timeout=180)
+    if out.returncode != 0:
+        stop_cluster(temp_dir)
+        raise AssertionError(f"ray start failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return Cluster(f"http://127.0.0.1:{dashboard}", temp_dir)
+
+
+def stop_cluster(temp_dir: str) -> None:
+    subprocess.run([str(BIN / "ray"), "stop", "--force"], env=clean_env(), capture_output=True, timeout=120)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def segments_of(collector: Collector, service: str, count: int) -> list[dict[str, Any]]:
+    def got() -> list[dict[str, Any]] | None:
+        segs = collector.api(f"/api/segments?service={service}")
+        return segs if len(segs) >= count else None
+
+    try:
+        wait_for(got, timeout=30, what=f"{count} segments of {service}")
+    except AssertionError as e:
+        got_ops = [[(s["spanType"], s["operationName"]) for s in seg["spans"]]
+                   for seg in collector.api(f"/api/segments?service={service}")]
+        raise AssertionError(f"{e}; got {got_ops}") from None
+    collector.settled()
+    return collector.api(f"/api/segments?service={service}")
+
+
+def check_linked_traces(segments: list[dict[str, Any]], traces: int, root_instance: str | None) -> None:
+    """``traces`` traces, each with one root segment (``root_instance`` if given: the driver's), every other
+    segment's entry span linked by a ref to a span of the same trace, and every Ray exit span answered by the
+    entry span it called: no trace starts at an exit span whose callee was not traced."""
+    by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for seg in segments:
+        by_trace[seg["traceId"]].append(seg)
+    assert len(by_trace) == traces, {t: [[s["operationName"] for s in seg["spans"]] for seg in segs]
+                                     for t, segs in by_trace.items()}
+    for trace_id, segs in by_trace.items():
+        spans = {(seg["segmentId"], span["spanId"]): span for seg in segs for span in seg["spans"]}
+        called = {(ref["parentTraceSegmentId"], ref["parentSpanId"]) for seg in segs for span in seg["spans"]
+                  for ref in span.get("refs") or []}
+        roots = [seg for seg in segs if not any(span.get("refs") for span in seg["spans"])]
+        assert len(roots) == 1, (trace_id, [[s["operationName"] for s in seg["spans"]] for seg in roots])
+        if root_instance is not None:
+            assert roots[0]["serviceInstance"] == root_instance
+        for key in called:
+            assert key in spans, f"trace {trace_id}: a ref points at a span that is not in the trace: {key}"
+        for (seg_id, span_id), span in spans.items():
+            if span["spanType"] == "Exit" and span["operationName"].startswith("Ray/"):
+                assert (seg_id, span_id) in called, f"trace {trace_id}: {span['operationName']} called nothing traced"
+
+
+def driver_instance(collector: Collector, pid: int) -> str:
+    (name,) = {i["name"] for i in collector.api("/api/inventory")["instances"] if f"-pid:{pid}@" in i["name"]}
+    return name
+
+
+# (traces, segments) of job.py: fan -> 2 x leaf; Counter creation; Counter.add -> leaf
+JOB_TRACES, JOB_SEGMENTS = 3, 9
