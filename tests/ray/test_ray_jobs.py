@@ -78,8 +78,9 @@ def test_serve_config_deploy_is_traced(incoming: str, cluster: Cluster, collecto
     config = APPS / f"serve-{incoming}.yaml"
     config.write_text(json.dumps({  # YAML is a superset of JSON
         "proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": port},
-        "applications": [{"name": service, "route_prefix": "/", "import_path": "serve_app:app",
-                          "runtime_env": {"working_dir": f"local://{APPS}", "env_vars": {
+        "applications": [{"name": service, "route_prefix": "/", "import_path": "tests.ray.apps.jobs.serve_app:app",
+                          # importable on the cluster (PYTHONPATH: the repo); Ray 2.40 ships no local:// working_dir
+                          "runtime_env": {"env_vars": {
                               "SW_AGENT_AUTOSTART": "true", "SW_AGENT_NAME": service,
                               "SW_PLUGIN_RAY_SERVE_SERVICE_NAME": f"{service}-{{deployment}}",
                               "SW_AGENT_COLLECTOR_BACKEND_SERVICES": collector.grpc, **SW}}}]}))
