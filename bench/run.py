@@ -3,9 +3,9 @@
 Usage: .venv/bin/python bench/run.py [--requests N] [--rounds R] [--warmup W] [--only NAME]
 (NAME: core, reporter, http, ray; see bench/README.md)
 
-* baseline: /work/main/.venv, ``--mode baseline`` (skywalking is never imported)
+* baseline: .venv, ``--mode baseline`` (skywalking is never imported)
 * upstream: .venvs/bench-upstream with apache-skywalking==1.2.0 (created on first use)
-* ours:     /work/main/.venv with company-skywalking installed editable, ``--mode agent``
+* ours:     .venv with company-skywalking installed editable, ``--mode agent``
 
 Each benchmark script prints one JSON line; results go to bench/results/<name>.json.
 Exit status is non-zero if a baseline leg fails, or if an ours leg fails while our
@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             if config.name == 'upstream' and upstream_error:
                 results[config.name] = {'ok': False, 'error': upstream_error}
             elif config.name == 'ours' and not have_ours:
-                missing = 'company-skywalking not installed in .venv (pip install -e /work/main)'
+                missing = 'company-skywalking not installed in .venv (make venv)'
                 results[config.name] = {'ok': False, 'skipped': True, 'error': missing}
             else:
                 results[config.name] = run_leg(bench, config, args)

@@ -1,7 +1,7 @@
 """Acceptance rules: would OAP 6.6.0 drop this v6 segment, and is this v3 segment well formed?
 
 Each check is a small pure function over the parsed messages and the inventory (read only) that
-yields ``Reason``s; section numbers refer to /work/shared/spec/sw6-protocol.md (§8 wins).
+yields ``Reason``s; section numbers refer to the sw6 protocol notes summarised in docs/collector.md (§8 wins).
 A ``retryable`` reason is one OAP answers by buffering the segment and re-reading it for ~6 s
 (§2.10 retry path); every other reason drops the segment at once.
 """

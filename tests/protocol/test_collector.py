@@ -1,7 +1,7 @@
 """The bundled collector (skywalking.collector) over real gRPC and HTTP, with hand-built messages.
 
-Section numbers refer to /work/shared/spec/sw6-protocol.md; byte strings come from
-/work/shared/spec/golden-wire-vectors.md.
+Section numbers refer to the sw6 protocol notes summarised in docs/collector.md; byte strings are the
+golden wire vectors (encoded from protos checked identical to the official ones).
 """
 
 from __future__ import annotations
