@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -40,9 +41,15 @@ class Cluster:
         out = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", self.dashboard,
                               "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint],
                              env=clean_env(), capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0 and "succeeded" in out.stdout, f"{out.stdout[-4000:]}\n{out.stderr[-3000:]}"
         lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-        assert out.returncode == 0 and "succeeded" in out.stdout and lines, \
-            f"{out.stdout[-4000:]}\n{out.stderr[-3000:]}"
+        if not lines:  # the CLI's log tail can end before the driver's last lines arrive: read the whole log
+            job = re.search(r"Job '(\S+)' submitted", out.stdout)
+            assert job, out.stdout[-4000:]
+            logs = subprocess.run([str(BIN / "ray"), "job", "logs", "--address", self.dashboard, job.group(1)],
+                                  env=clean_env(), capture_output=True, text=True, timeout=120)
+            lines = [line for line in logs.stdout.splitlines() if line.startswith("{")]
+            assert lines, f"the job printed no result:\n{logs.stdout[-4000:]}\n{logs.stderr[-3000:]}"
         return json.loads(lines[-1])
 
 
