@@ -119,7 +119,7 @@ def main() -> int:
             from skywalking import agent, config
 
             config.init(agent_name="bench-ray", agent_collector_backend_services=args.collector,
-                        agent_register_wait=15, agent_logging_level="WARNING")
+                        agent_logging_level="WARNING")
             agent.start()
         elif args.plugin == "trace-only":  # v8 (no registration) to a closed port: spans built, nothing sent
             from skywalking import agent, config

@@ -94,6 +94,7 @@ def main() -> int:
         if (app.stdout.readline() or "").strip() != "ready":  # type: ignore[union-attr]
             print("the Ray application did not start")
             return 1
+        # the gateway's very first call carries the sw6 header: wait for its instance id (Ray needs no wait)
         config.init(agent_name="upstream-gateway", agent_collector_backend_services=grpc_addr,
                     agent_register_wait=15, agent_logging_level="WARNING")
         agent.start()

@@ -56,7 +56,7 @@ def main() -> None:
     from skywalking import agent, config
 
     # the driver starts the agent once; ray.init() passes it on to every worker, replica included
-    config.init(agent_name="ray-app", agent_collector_backend_services=sys.argv[1], agent_register_wait=15,
+    config.init(agent_name="ray-app", agent_collector_backend_services=sys.argv[1],
                 plugin_ray_serve_service_name="ray-{deployment}", agent_logging_level="WARNING")
     agent.start()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)

@@ -160,10 +160,15 @@ OPTIONS: tuple[Option, ...] = (
            choices=("v6", "v8")),
     Option("agent_reset_cool_down", float, 30.0,
            "v6: seconds to wait after the OAP asks for a reset (ServiceMetadataReset) before registering again; "
-           "nothing is traced meanwhile."),
+           "meanwhile segments are held (within `agent_trace_reporter_max_buffer_size`) and sw6 headers skipped."),
     Option("agent_register_wait", float, 0.0,
-           "v6: seconds `agent.start()` waits for the OAP to issue the instance id (nothing is traced before); "
-           "useful for short-lived processes and Ray workers."),
+           "v6: seconds `agent.start()` waits for the OAP to issue the instance id, with eager registration. "
+           "Tracing never waits (segments are held until the ids arrive); only an sw6 header sent before then is "
+           "skipped (counted). Set it when the very first outgoing call must carry an sw6 header."),
+    Option("agent_registration", str, "auto",
+           "v6: when the process registers with the OAP. `eager`: at `agent.start()`. `on-demand`: when it first "
+           "has a segment to report or a header to send (processes that trace nothing register nothing). "
+           "`auto`: on demand in Ray workers, eager elsewhere.", choices=("auto", "eager", "on-demand")),
     Option("agent_autostart", bool, False,
            "Start the agent when a Python process starts, with no code change and no `sw-python`: the installed "
            "`company_skywalking.pth` reads this variable at interpreter start-up. Meant for environments that "

@@ -1,8 +1,10 @@
-"""Agent lifecycle: ``start()``, ``stop()``, ``started()``.
+"""Agent lifecycle: ``start()``, ``stop()``, ``started()``, ``set_identity()``.
 
 ``start()`` finalizes the configuration, installs the plugins and wires a reporter to the tracing
-core. It never raises into the application and a second call in the same process is a logged
-no-op. ``stop()`` flushes within a bounded time and never raises.
+core. Tracing starts at once: the OAP's ids are looked up when segments are encoded, not when they are
+made. It never raises into the application and a second call in the same process is a logged no-op.
+``stop()`` flushes within a bounded time and never raises. ``set_identity()`` changes the service or
+instance the process reports as (before or after ``start()``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from skywalking import config, loggings, plugins
 from skywalking.loggings import logger
 from skywalking.reporter import Reporter
 from skywalking.trace import context
+from skywalking.trace.identity import Identity, new_identity
 
-__all__ = ["SkyWalkingAgent", "agent", "start", "started", "stop"]
+__all__ = ["SkyWalkingAgent", "agent", "set_identity", "start", "started", "stop"]
 
 STOP_TIMEOUT = 5.0  # seconds agent.stop() / the exit flush may take at most
 
@@ -58,12 +61,15 @@ class SkyWalkingAgent:
         self._reporter = reporter
         self._started_pid = os.getpid()
         if reporter is not None:
+            identity = _new_identity()
+            eager = _register_eagerly()
+            reporter.set_identity(identity, eager)
             reporter.start()
-            if config.agent_protocol_version == "v8" or reporter.instance_id > 0:
-                _enable(reporter)
-            elif config.agent_register_wait > 0 and not reporter.wait_ready(config.agent_register_wait):
-                logger.warning("no instance id from the OAP within agent_register_wait=%ss; tracing starts once "
-                               "registration completes", config.agent_register_wait)
+            _enable(reporter, identity)
+            if config.agent_protocol_version == "v6" and eager and config.agent_register_wait > 0 \
+                    and not reporter.wait_ready(config.agent_register_wait):
+                logger.warning("no instance id from the OAP within agent_register_wait=%ss; segments wait for it "
+                               "and sw6 headers are skipped until then", config.agent_register_wait)
         atexit.register(self._atexit)
         if config.agent_experimental_fork_support and not self._fork_hook:
             self._fork_hook = True
@@ -104,6 +110,27 @@ class SkyWalkingAgent:
     def started(self) -> bool:
         return self._started_pid == os.getpid()
 
+    def set_identity(self, service: str | None = None, instance: str | None = None) -> None:
+        """Report as ``service`` (``agent_name``) and/or ``instance`` (``agent_instance_name``) from now on.
+        Segments already started keep the identity they started with; a new identity registers with the OAP
+        as the agent's registration mode says (on demand: with its first segment). Never raises."""
+        try:
+            with self._lock:
+                if service:
+                    config.agent_name = service
+                if instance:
+                    config.agent_instance_name = instance
+                config.finalize()
+                reporter = self._reporter
+                if self._started_pid != os.getpid() or reporter is None:
+                    return
+                identity = _new_identity()
+                reporter.set_identity(identity, _register_eagerly())
+                context.set_identity(identity, reporter.instance_id)
+            logger.info("reporting as service %r, instance %r", config.SERVICE_NAME, config.agent_instance_name)
+        except Exception:
+            logger.exception("agent failed to change its identity")
+
     def _atexit(self) -> None:
         self.stop()
 
@@ -128,29 +155,53 @@ def _forkable() -> tuple[type, ...]:
     return (MemoryReporter,)
 
 
-def _enable(reporter: Reporter) -> None:
-    context.enable(reporter.report, service=config.SERVICE_NAME, instance=config.agent_instance_name,
-                   instance_id=reporter.instance_id, protocol=config.agent_protocol_version,
+def _new_identity() -> Identity:
+    """This process as the configuration names it. Under v6 the OAP names an instance
+    ``<service>-pid:<pid>@<host>`` from its properties; our instance name travels as a property."""
+    props: list[tuple[str, str]] = []
+    if config.agent_protocol_version == "v6":
+        from skywalking.protocol_v6.registry import instance_properties
+
+        props = instance_properties({"instance_name": config.agent_instance_name, **config.instance_properties()})
+    return new_identity(config.SERVICE_NAME, config.agent_instance_name, props)
+
+
+def _register_eagerly() -> bool:
+    """``agent_registration``: ``auto`` registers on demand in Ray workers (most never trace anything),
+    eagerly elsewhere (the first outgoing sw6 header then finds its ids)."""
+    mode = config.agent_registration
+    if mode == "auto":
+        from skywalking.bootstrap import ray_worker_process
+
+        return not ray_worker_process()
+    return mode == "eager"
+
+
+def _enable(reporter: Reporter, identity: Identity) -> None:
+    context.enable(reporter.report, identity=identity, instance_id=reporter.instance_id,
+                   resolve=reporter.resolve, protocol=config.agent_protocol_version,
                    sample_n_per_3_secs=config.sample_n_per_3_secs)
 
 
-def _on_ready(reporter: Reporter) -> None:
-    """The OAP issued the instance id (v6): tracing starts, if this reporter is still the agent's."""
+def _on_change(reporter: Reporter, identity: Identity, instance_id: int) -> None:
+    """The OAP issued the id of an identity (v6): sw6 headers can name this process from now on."""
     if agent._reporter is reporter:
-        _enable(reporter)
+        context.set_instance_id(identity, instance_id)
 
 
 def _on_reset(reporter: Reporter) -> None:
-    """The OAP forgot us (v6 ServiceMetadataReset): no tracing and no headers until registered again."""
+    """The OAP forgot us (v6 ServiceMetadataReset): tracing goes on; no sw6 header until registered again."""
     if agent._reporter is reporter:
-        context.disable()
+        from skywalking.trace.tracer import TRACER
+
+        context.set_instance_id(TRACER.identity, 0)
 
 
 def _network_reporter() -> Reporter:
     """The gRPC reporter for the configured protocol version."""
     from skywalking.reporter.grpc import create
 
-    return create(on_ready=_on_ready, on_reset=_on_reset)
+    return create(on_change=_on_change, on_reset=_on_reset)
 
 
 agent = SkyWalkingAgent()
@@ -166,6 +217,10 @@ def stop() -> None:
 
 def started() -> bool:
     return agent.started()
+
+
+def set_identity(service: str | None = None, instance: str | None = None) -> None:
+    agent.set_identity(service, instance)
 
 
 def __getattr__(name: str) -> Any:  # upstream exposed these two names

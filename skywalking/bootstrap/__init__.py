@@ -23,6 +23,11 @@ def ray_system_process(argv0: str) -> bool:
                for where in (spec.submodule_search_locations or []) if spec is not None)
 
 
+def ray_worker_process() -> bool:
+    """Whether this interpreter is a Ray worker (it runs Ray's ``default_worker.py``)."""
+    return bool(sys.argv) and os.path.basename(sys.argv[0] or "") == "default_worker.py"
+
+
 def should_start() -> bool:
     """False in Ray's own processes unless ``SW_PLUGIN_RAY_TRACE_SYSTEM_PROCESSES`` is true: loaded into every
     Python process (``sw-python run``, ``SW_AGENT_AUTOSTART`` on a node), the agent would trace the dashboard's

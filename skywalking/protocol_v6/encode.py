@@ -4,8 +4,10 @@ What OAP 6.6.0 needs (spec §0.1, §2.10, §8) and how it is met here:
 
 * only the integer ``componentId`` is sent, never the ``component`` string;
 * ids are the segment's three int64 parts; exactly one global trace id;
-* ``serviceId`` / ``serviceInstanceId`` are the ids the OAP issued (``Ids``); a segment made with an
-  instance id from before an OAP reset is not encoded at all (``StaleSegment``);
+* ``serviceId`` / ``serviceInstanceId`` and the instances refs point at are ids the OAP issued (``Ids``),
+  looked up from the identities the segment names at the time it is encoded; a segment naming an identity
+  without ids yet is not encoded (``Unresolved``, which lists them: the reporter registers them and
+  encodes the segment again);
 * names are sent as strings unless the OAP has issued an id for them: entry-span operation names
   (endpoints) and exit-span peers (network addresses);
 * refs that cannot be expressed in v2 (made from an sw8 header: no instance id) are left out, and an
@@ -22,45 +24,54 @@ from skywalking import Kind
 from skywalking.protocol_v6.gen.common.common_pb2 import KeyStringValuePair
 from skywalking.protocol_v6.gen.common.trace_common_pb2 import UniqueId, UpstreamSegment
 from skywalking.protocol_v6.gen.language_agent_v2.trace_pb2 import Log, SegmentObject, SegmentReference, SpanObjectV2
-from skywalking.trace.segment import Segment, SegmentRef
+from skywalking.trace.identity import UUID, Identity, Unresolved
+from skywalking.trace.segment import InstanceRef, Segment, SegmentRef
 from skywalking.trace.span import Span
 
 SPAN_TYPE = {Kind.Entry: 0, Kind.Exit: 1, Kind.Local: 2}  # proto SpanType
 REF_TYPE = {"CrossProcess": 0, "CrossThread": 1}
 
 
-class StaleSegment(ValueError):
-    """The segment was made under another OAP instance id (before a reset): the OAP would drop it."""
-
-
 @dataclass(frozen=True)
 class Ids:
-    """What the OAP has issued to this agent."""
+    """What the OAP has issued: instance UUID -> (service id, instance id); names issued for the endpoints
+    of ``endpoint_service_id`` and for network addresses."""
 
-    service_id: int
-    instance_id: int
+    instances: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    endpoint_service_id: int = 0
     endpoints: Mapping[str, int] = field(default_factory=dict)  # entry-span operation name -> endpoint id
     addresses: Mapping[str, int] = field(default_factory=dict)  # exit-span peer -> network address id
 
 
 def encode(segment: Segment, ids: Ids) -> UpstreamSegment:
-    """``segment`` as an ``UpstreamSegment``. Raises ``StaleSegment`` if it belongs to another instance id."""
-    if segment.service_instance_id != ids.instance_id or ids.instance_id <= 0 or ids.service_id <= 0:
-        raise StaleSegment(f"segment of instance {segment.service_instance_id}, now {ids.instance_id}")
+    """``segment`` as an ``UpstreamSegment``. Raises ``Unresolved`` if it names an identity without ids."""
+    missing: list[Identity] = []
+    own = ids.instances.get(segment.identity[UUID])
+    if own is None:
+        missing.append(segment.identity)
+    for span in segment.spans:
+        for ref in span.refs:
+            for instance in (ref.parent_instance, ref.entry_instance):
+                if type(instance) is tuple and instance[UUID] not in ids.instances and instance not in missing:
+                    missing.append(instance)
+    if missing:
+        raise Unresolved(missing)
+    service_id, instance_id = own  # type: ignore[misc]
+    endpoints = ids.endpoints if service_id == ids.endpoint_service_id else {}
     obj = SegmentObject(traceSegmentId=UniqueId(idParts=segment.segment_id.parts),
-                        spans=[_span(span, ids) for span in segment.spans],
-                        serviceId=ids.service_id, serviceInstanceId=ids.instance_id,
+                        spans=[_span(span, ids, endpoints) for span in segment.spans],
+                        serviceId=service_id, serviceInstanceId=instance_id,
                         isSizeLimited=segment.is_size_limited)
     return UpstreamSegment(globalTraceIds=[UniqueId(idParts=segment.related_traces[0].parts)],
                            segment=obj.SerializeToString())
 
 
-def _span(span: Span, ids: Ids) -> SpanObjectV2:
+def _span(span: Span, ids: Ids, endpoints: Mapping[str, int]) -> SpanObjectV2:
     s = SpanObjectV2(spanId=span.sid, parentSpanId=span.pid, startTime=span.start_time, endTime=span.end_time,
                      spanType=SPAN_TYPE[span.kind], spanLayer=span.layer.value, componentId=span.component.value,
                      isError=span.error_occurred)
     op = span.op or ""
-    op_id = ids.endpoints.get(op, 0) if span.kind is Kind.Entry else 0
+    op_id = endpoints.get(op, 0) if span.kind is Kind.Entry else 0
     if op_id:
         s.operationNameId = op_id
     else:
@@ -76,20 +87,28 @@ def _span(span: Span, ids: Ids) -> SpanObjectV2:
     for log in span.logs:
         s.logs.append(Log(time=log.timestamp, data=[KeyStringValuePair(key=i.key, value=i.val) for i in log.items]))
     for ref in span.refs:
-        r = _ref(ref, span.kind is Kind.Entry)
+        r = _ref(ref, span.kind is Kind.Entry, ids)
         if r is not None:
             s.refs.append(r)
     return s
 
 
-def _ref(ref: SegmentRef, on_entry: bool) -> SegmentReference | None:
-    if not ref.parent_instance_id or ref.segment_id.parts is None:
+def _instance_id(instance: InstanceRef, ids: Ids) -> int:
+    if type(instance) is tuple:
+        return ids.instances[instance[UUID]][1]
+    return instance  # type: ignore[return-value]
+
+
+def _ref(ref: SegmentRef, on_entry: bool, ids: Ids) -> SegmentReference | None:
+    if not ref.parent_instance or ref.segment_id.parts is None:
         return None  # an sw8 caller: no OAP 6 instance id to point at (spec §4.4)
     if on_entry and not ref.client_address and not ref.peer_id:
         return None  # OAP 6.6.0 drops the whole segment for such a ref (§0.1 item 9, §8.5)
+    parent = _instance_id(ref.parent_instance, ids)
     r = SegmentReference(refType=REF_TYPE[ref.ref_type], parentTraceSegmentId=UniqueId(idParts=ref.segment_id.parts),
-                         parentSpanId=ref.span_id, parentServiceInstanceId=ref.parent_instance_id,
-                         entryServiceInstanceId=ref.entry_instance_id or ref.parent_instance_id)
+                         parentSpanId=ref.span_id, parentServiceInstanceId=parent,
+                         entryServiceInstanceId=_instance_id(ref.entry_instance, ids) if ref.entry_instance
+                         else parent)
     if ref.peer_id:
         r.networkAddressId = ref.peer_id
     elif ref.client_address:

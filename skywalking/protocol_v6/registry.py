@@ -1,13 +1,17 @@
-"""Registration with OAP 6.6.0 as a state machine (spec §2.2–2.6, §2.11, §8).
+"""Registration with OAP 6.6.0 (spec §2.2–2.6, §2.11, §8): ids for identities, on demand.
 
-    REGISTERING_SERVICE → REGISTERING_INSTANCE → REGISTERED ──(ServiceMetadataReset)──→ COOLING_DOWN
-            ↑                                                                              │
-            └──────────────────────── after agent_reset_cool_down ─────────────────────────┘
+    IDLE ──(an identity is wanted)──→ REGISTERING ──→ REGISTERED ──(ServiceMetadataReset)──→ COOLING_DOWN
+                                          ↑                                                      │
+                                          └────────────── after agent_reset_cool_down ────────────┘
 
-The OAP creates ids asynchronously and leaves pending ones out of its answers, so every step polls
-until the id comes back; only ids the OAP returned are ever used. While REGISTERED, each tick pings
-and registers the entry-span names (endpoints, detect point server) and exit-span peers (network
-addresses) seen since. The instance UUID is made once per process and kept across resets.
+An identity (service, instance name, UUID, properties) gets its ids in two calls: ``doServiceRegister``
+for the service, ``doServiceInstanceRegister`` for the instance. The OAP creates ids asynchronously and
+leaves pending ones out of its answers, so each step polls until the id comes back; only ids the OAP
+returned are used. Besides this process's own identity, the registry registers the identities of other
+processes named by the segments it sends (a Ray caller): the OAP de-duplicates instances by service id
+and UUID, so the owner gets the same id when it registers itself. Only the own identity is pinged, and
+only its service gets endpoint ids; exit-span peers get network-address ids. A process whose own identity
+is not wanted yet (registration on demand) makes no call at all.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import platform
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from enum import Enum
 
@@ -38,18 +41,22 @@ from skywalking.protocol_v6.gen.register.Register_pb2 import (
     ServiceRegisterMapping,
     Services,
 )
+from skywalking.trace.identity import PROPERTIES, SERVICE, UUID, Identity
 
-INSTANCE_UUID = uuid.uuid4().hex  # one per process, kept across OAP resets (Java: static per JVM)
+REGISTER_POLL_FIRST = 0.1  # seconds before the first poll of a new id; doubles up to REGISTER_POLL
 REGISTER_POLL = 0.5  # seconds between polls while an id is pending (Java: 3 s; faster start for Ray workers)
 MAX_PENDING_NAMES = 10_000  # names waiting for an id; beyond, they are sent as strings only
 MAX_NAMES_PER_CALL = 500
+MAX_WANTED = 1024  # identities waiting for ids; beyond, segments naming others wait for a later round
+MAX_INSTANCES_PER_CALL = 100
+IDLE = 3600.0  # seconds the control loop sleeps with nothing to do (want() wakes it)
 RESET_COMMAND = "ServiceMetadataReset"
 SERVER = 1  # DetectPoint.server: the only detect point OAP 6.6.0 accepts for endpoints
 
 
 class State(Enum):
-    REGISTERING_SERVICE = "registering service"
-    REGISTERING_INSTANCE = "registering instance"
+    IDLE = "idle"
+    REGISTERING = "registering"
     REGISTERED = "registered"
     COOLING_DOWN = "cooling down"
 
@@ -71,13 +78,13 @@ class Client:
         self.ping = unary("/ServiceInstancePing/doPing", ServiceInstancePingPkg, Commands)
 
 
-def instance_properties(extra: dict[str, str]) -> list[KeyStringValuePair]:
+def instance_properties(extra: dict[str, str]) -> list[tuple[str, str]]:
     """Java's order (spec §2.3): os_name, host_name, one ipv4 per address, process_no, language, then extra."""
     props = [("os_name", platform.system() or "unknown"), ("host_name", socket.gethostname() or "unknown")]
     props += [("ipv4", ip) for ip in _ipv4s()]
     props += [("process_no", str(os.getpid())), ("language", "python")]
     props += [(k, v) for k, v in extra.items() if k not in ("language",)]
-    return [KeyStringValuePair(key=k, value=v) for k, v in props]
+    return props
 
 
 def _ipv4s() -> list[str]:
@@ -89,36 +96,91 @@ def _ipv4s() -> list[str]:
 
 
 class Registry:
-    """Ids issued by the OAP and the steps to get them. ``tick`` runs on the reporter's manager thread;
-    ``ids`` and ``note_names`` may be called from the sender thread."""
+    """Ids issued by the OAP and the calls to get them. ``tick`` runs on the reporter's manager thread;
+    ``ids``, ``lookup``, ``want`` and ``note_names`` may be called from any thread."""
 
-    def __init__(self, service: str, properties: Iterable[KeyStringValuePair], heartbeat: float,
-                 cool_down: float, on_ready: Callable[[int], None], on_reset: Callable[[], None],
-                 instance_uuid: str = INSTANCE_UUID) -> None:
-        self.service = service
-        self.properties = list(properties)
+    def __init__(self, heartbeat: float, cool_down: float, on_change: Callable[[Identity, int], None],
+                 on_reset: Callable[[], None], wake: Callable[[], None] = lambda: None) -> None:
         self.heartbeat = heartbeat
         self.cool_down = cool_down
-        self.on_ready = on_ready
+        self.on_change = on_change  # (identity, instance id): an identity got its ids
         self.on_reset = on_reset
-        self.instance_uuid = instance_uuid
-        self.state = State.REGISTERING_SERVICE
-        self.service_id = 0
-        self.instance_id = 0
+        self.wake = wake  # called when new work arrives for the control loop
+        self.own: Identity | None = None
         self.resets = 0
+        self._cooling = False
+        self._cool_until = 0.0
+        self._next_ping = 0.0
+        self._poll = REGISTER_POLL_FIRST
+        self._wanted: dict[str, Identity] = {}  # UUID -> identity waiting for ids
+        self._services: dict[str, int] = {}
+        self._instances: dict[str, tuple[int, int]] = {}  # UUID -> (service id, instance id)
         self._endpoints: dict[str, int] = {}
         self._addresses: dict[str, int] = {}
         self._pending_endpoints: set[str] = set()
         self._pending_addresses: set[str] = set()
-        self._cool_until = 0.0
         self._serials: list[str] = []  # last command serial numbers, for de-duplication
         self._lock = threading.Lock()
-        self._ids = Ids(0, 0)
+        self._ids = Ids()
+        self.version = 0  # bumps whenever new ids are published
 
-    # -- read by the sender ---------------------------------------------------------------------
+    # -- any thread ---------------------------------------------------------------------------------
 
     def ids(self) -> Ids:
         return self._ids
+
+    @property
+    def state(self) -> State:
+        if self._cooling:
+            return State.COOLING_DOWN
+        own = self.own
+        if own is not None and own[UUID] in self._ids.instances:
+            return State.REGISTERED
+        return State.REGISTERING if self._wanted else State.IDLE
+
+    @property
+    def service_id(self) -> int:
+        own = self.own
+        return self._ids.instances.get(own[UUID], (0, 0))[0] if own is not None else 0
+
+    @property
+    def instance_id(self) -> int:
+        own = self.own
+        return self._ids.instances.get(own[UUID], (0, 0))[1] if own is not None else 0
+
+    def set_own(self, identity: Identity, want: bool) -> None:
+        """This process reports as ``identity`` from now on; with ``want``, register it now."""
+        with self._lock:
+            if self.own is not None and self.own[SERVICE] != identity[SERVICE]:
+                self._endpoints.clear()  # endpoint ids belong to a service
+                self._pending_endpoints.clear()
+            self.own = identity
+        if want:
+            self.want((identity,))
+
+    def want(self, identities: Iterable[Identity]) -> None:
+        """Ask for the ids of ``identities`` (those already known or asked for are skipped)."""
+        added = False
+        with self._lock:
+            for identity in identities:
+                key = identity[UUID]
+                if key in self._instances or key in self._wanted or len(self._wanted) >= MAX_WANTED:
+                    continue
+                self._wanted[key] = identity
+                added = True
+            if added:
+                self._poll = REGISTER_POLL_FIRST
+        if added and not self._cooling:
+            self.wake()
+
+    def lookup(self, identity: Identity) -> int:
+        """The instance id of ``identity``, or 0 (and it is asked for)."""
+        known = self._ids.instances.get(identity[UUID])
+        if known is not None:
+            return known[1]
+        if identity[UUID] not in self._wanted:
+            self.want((identity,))
+        return 0
 
     def note_names(self, endpoints: Iterable[str], peers: Iterable[str]) -> None:
         """Names seen in a sent segment; the unknown ones are registered on the next tick."""
@@ -130,50 +192,72 @@ class Registry:
                 if peer not in self._addresses and len(self._pending_addresses) < MAX_PENDING_NAMES:
                     self._pending_addresses.add(peer)
 
-    # -- the state machine ----------------------------------------------------------------------
+    # -- the control loop ---------------------------------------------------------------------------
 
     def tick(self, client: Client) -> float:
         """One step; returns the seconds until the next. gRPC errors propagate to the caller."""
-        state = self.state
-        if state is State.COOLING_DOWN:
+        if self._cooling:
             remaining = self._cool_until - time.monotonic()
             if remaining > 0:
                 return remaining
-            self.state = State.REGISTERING_SERVICE
-            logger.info("re-registering with the OAP after the reset cool-down")
-            return 0.0
-        if state is State.REGISTERING_SERVICE:
-            mapping = client.register_services(Services(services=[Service(serviceName=self.service)]))
-            sid = next((p.value for p in mapping.services if p.key == self.service and p.value), 0)
-            if not sid:
-                return REGISTER_POLL
-            self.service_id = sid
-            self.state = State.REGISTERING_INSTANCE
-            return 0.0
-        if state is State.REGISTERING_INSTANCE:
-            instance = ServiceInstance(serviceId=self.service_id, instanceUUID=self.instance_uuid,
-                                       time=int(time.time() * 1000), properties=self.properties)
-            mapping = client.register_instances(ServiceInstances(instances=[instance]))
-            iid = next((p.value for p in mapping.serviceInstances if p.key == self.instance_uuid and p.value), 0)
-            if not iid:
-                return REGISTER_POLL
-            self.instance_id = iid
-            self.state = State.REGISTERED
-            self._publish()
-            logger.info("registered with the OAP: service %r id %d, instance id %d", self.service, self.service_id,
-                        iid)
-            self.on_ready(iid)
-            return 0.0
-        # REGISTERED: ping, then the dictionaries (Java's order), then the commands
-        commands = client.ping(ServiceInstancePingPkg(serviceInstanceId=self.instance_id,
-                                                      time=int(time.time() * 1000),
-                                                      serviceInstanceUUID=self.instance_uuid))
-        pending = self._sync_names(client)
-        if self._handle(commands):
-            return 0.0
-        return REGISTER_POLL if pending else self.heartbeat
+            self._cooling = False
+            logger.info("registering with the OAP again after the reset cool-down")
+        pending = self._register_wanted(client)
+        own = self.own
+        delay = IDLE
+        if own is not None and own[UUID] in self._instances:
+            now = time.monotonic()
+            if now >= self._next_ping:
+                sid, iid = self._instances[own[UUID]]
+                commands = client.ping(ServiceInstancePingPkg(serviceInstanceId=iid, time=int(time.time() * 1000),
+                                                              serviceInstanceUUID=own[UUID]))
+                self._next_ping = now + self.heartbeat
+                if self._handle(commands):
+                    return 0.0
+            names_pending = self._sync_names(client, self._instances[own[UUID]][0])
+            delay = max(0.0, self._next_ping - time.monotonic())
+            if names_pending:
+                delay = min(delay, REGISTER_POLL)
+        if pending:
+            delay = min(delay, self._poll)
+            self._poll = min(REGISTER_POLL, self._poll * 2)
+        return delay
 
-    def _sync_names(self, client: Client) -> bool:
+    def _register_wanted(self, client: Client) -> bool:
+        """Services first, then instances, for the identities wanted; True if some are still pending."""
+        with self._lock:
+            wanted = list(self._wanted.values())
+        if not wanted:
+            return False
+        services = sorted({i[SERVICE] for i in wanted if i[SERVICE] not in self._services})[:MAX_NAMES_PER_CALL]
+        if services:
+            mapping = client.register_services(Services(services=[Service(serviceName=n) for n in services]))
+            self._services.update({p.key: p.value for p in mapping.services if p.value and p.key in services})
+        ready = [i for i in wanted if i[SERVICE] in self._services][:MAX_INSTANCES_PER_CALL]
+        if ready:
+            now = int(time.time() * 1000)
+            mapping = client.register_instances(ServiceInstances(instances=[
+                ServiceInstance(serviceId=self._services[i[SERVICE]], instanceUUID=i[UUID], time=now,
+                                properties=[KeyStringValuePair(key=k, value=v) for k, v in i[PROPERTIES]])
+                for i in ready]))
+            got = {p.key: p.value for p in mapping.serviceInstances if p.value}
+            done = [i for i in ready if i[UUID] in got]
+            if done:
+                with self._lock:
+                    for i in done:
+                        self._instances[i[UUID]] = (self._services[i[SERVICE]], got[i[UUID]])
+                        self._wanted.pop(i[UUID], None)
+                self._publish()
+                for i in done:
+                    if i is self.own:
+                        self._next_ping = 0.0
+                        logger.info("registered with the OAP: service %r id %d, instance id %d", i[SERVICE],
+                                    *self._instances[i[UUID]])
+                    self.on_change(i, got[i[UUID]])
+        with self._lock:
+            return bool(self._wanted)
+
+    def _sync_names(self, client: Client, service_id: int) -> bool:
         with self._lock:
             addresses = sorted(self._pending_addresses)[:MAX_NAMES_PER_CALL]
             endpoints = sorted(self._pending_endpoints)[:MAX_NAMES_PER_CALL]
@@ -187,9 +271,9 @@ class Registry:
             changed |= bool(got)
         if endpoints:
             mapping = client.register_endpoints(Endpoints(endpoints=[
-                Endpoint(serviceId=self.service_id, endpointName=n, **{"from": SERVER}) for n in endpoints]))
+                Endpoint(serviceId=service_id, endpointName=n, **{"from": SERVER}) for n in endpoints]))
             got = {e.endpointName: e.endpointId for e in mapping.elements
-                   if e.endpointId and e.serviceId == self.service_id}
+                   if e.endpointId and e.serviceId == service_id}
             with self._lock:
                 self._endpoints.update(got)
                 self._pending_endpoints.difference_update(got)
@@ -201,7 +285,10 @@ class Registry:
 
     def _publish(self) -> None:
         with self._lock:
-            self._ids = Ids(self.service_id, self.instance_id, dict(self._endpoints), dict(self._addresses))
+            own = self.own
+            service_id = self._instances.get(own[UUID], (0, 0))[0] if own is not None else 0
+            self._ids = Ids(dict(self._instances), service_id, dict(self._endpoints), dict(self._addresses))
+            self.version += 1
 
     def _handle(self, commands: Commands) -> bool:
         """Act on the OAP's commands; True if a reset started."""
@@ -221,17 +308,21 @@ class Registry:
         return reset
 
     def reset(self) -> None:
-        """Forget every id, stop tracing, and register again after the cool-down (same UUID)."""
-        logger.warning("the OAP asked for a reset (ServiceMetadataReset): tracing paused, registering again in "
-                       "%.0f s", self.cool_down)
-        self.on_reset()
+        """Forget every id and register again after the cool-down (same UUIDs). Tracing goes on; segments
+        wait for the new ids and sw6 headers are skipped meanwhile."""
+        logger.warning("the OAP asked for a reset (ServiceMetadataReset): registering again in %.0f s; segments "
+                       "are held until then", self.cool_down)
         with self._lock:
-            self.service_id = self.instance_id = 0
+            self._services.clear()
+            self._instances.clear()
             self._endpoints.clear()
             self._addresses.clear()
             self._pending_endpoints.clear()
             self._pending_addresses.clear()
-            self._ids = Ids(0, 0)
+            if self.own is not None:
+                self._wanted[self.own[UUID]] = self.own
+        self._publish()
+        self.on_reset()
         self.resets += 1
         self._cool_until = time.monotonic() + self.cool_down
-        self.state = State.COOLING_DOWN
+        self._cooling = True

@@ -5,21 +5,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from skywalking.trace.identity import Identity
     from skywalking.trace.segment import Segment
 
 
 class Reporter:
     """Interface: ``report`` is called once per finished segment, on the application's thread, and
-    must be quick and never raise. ``instance_id`` is the OAP instance id to stamp sw6 ids with
-    (0 until known; a reporter that registers with an OAP enables tracing itself when it is)."""
+    must be quick and never raise. ``instance_id`` is the backend's id of this process's identity
+    (sw6; 0 until known), ``resolve`` the id of any identity (0 until known; a reporter that registers
+    with an OAP asks for it)."""
 
     instance_id: int = 0
 
     def start(self) -> None:
         """Begin delivering (threads, connections)."""
 
+    def set_identity(self, identity: Identity, eager: bool) -> None:
+        """The process reports as ``identity``; ``eager``: register it now rather than on first use."""
+
+    def resolve(self, identity: Identity) -> int:
+        return 0
+
     def wait_ready(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the instance id; True if tracing can start."""
+        """Wait up to ``timeout`` seconds for the instance id; True if it is known."""
         return self.instance_id > 0
 
     def report(self, segment: Segment) -> bool:

@@ -7,8 +7,10 @@
   (``CollectStream``; the sync API is the fallback). A failed batch goes back to the
   front of the queue (still bounded), the channel fails over to the next backend, and the sender
   backs off exponentially (capped).
-* The manager thread runs the protocol's control loop: v6 registration and ping (the registry state
-  machine), v3 instance properties and keep-alive.
+* The manager thread runs the protocol's control loop: v6 registration and ping (the registry), v3
+  instance properties and keep-alive.
+* v6 segments name processes by identity; a segment whose identities have no OAP ids yet is held (bounded
+  by the same buffer size, overflow counted) and encoded again once the registry has published them.
 * Both threads run inside ``suppress_tracing()``: the agent never traces its own calls.
 * ``stop(timeout)`` flushes what it can within ``timeout`` and never raises.
 """
@@ -32,6 +34,7 @@ from skywalking import __version__, config
 from skywalking.loggings import RateLimitedLog, logger
 from skywalking.reporter import Reporter
 from skywalking.trace.context import suppress_tracing
+from skywalking.trace.identity import Identity, Unresolved
 
 if TYPE_CHECKING:
     from skywalking.trace.segment import Segment
@@ -43,6 +46,7 @@ BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
 IDLE_WAIT = 0.5  # seconds the sender sleeps when the queue is empty (woken early by report())
 STREAMS = 16  # concurrent collect streams per batch: their writes complete together, one loop wake-up for several
 LINGER = 0.2  # seconds the sender lets segments accumulate after waking: one stream per batch, not per segment
+HELD_POLL = 0.05  # seconds between looks at the registry while stopping with segments waiting for ids
 
 
 class Backoff:
@@ -182,6 +186,28 @@ class Protocol:
     def sent(self, segment: Segment) -> None:
         """Called after a segment went out."""
 
+    def set_own(self, identity: Identity, want: bool) -> None:
+        """The process reports as ``identity``; with ``want`` its ids are asked for now."""
+
+    def demand(self) -> None:
+        """The process has something to report: ask for its own ids if not done yet."""
+
+    def want(self, identities: list[Identity]) -> None:
+        """Ask for the ids of identities a segment names (``Unresolved``)."""
+
+    def lookup(self, identity: Identity) -> int:
+        """The backend's instance id of ``identity`` (0 if none yet; asked for)."""
+        return 0
+
+    @property
+    def ids_version(self) -> int:
+        """Changes whenever new ids arrive (held segments are tried again)."""
+        return 0
+
+    def registering(self) -> bool:
+        """Whether ids are being asked for (worth waiting for at stop)."""
+        return False
+
     @property
     def instance_id(self) -> int:
         return 0
@@ -202,21 +228,18 @@ class V6Protocol(Protocol):
 
     collect_path = "/TraceSegmentReportService/collect"
 
-    def __init__(self, on_ready: Callable[[int], None], on_reset: Callable[[], None]) -> None:
+    def __init__(self, on_change: Callable[[Identity, int], None], on_reset: Callable[[], None],
+                 wake: Callable[[], None]) -> None:
         from skywalking.protocol_v6 import encode, registry
         from skywalking.protocol_v6.gen.common.common_pb2 import Commands
 
         self._encode = encode
         self.response = Commands
-        self.registry = registry.Registry(
-            # OAP 6.6.0 names instances <service>-pid:<pid>@<host>; our instance name (with the Ray node,
-            # pid or replica) travels as a property
-            config.SERVICE_NAME, registry.instance_properties({"instance_name": config.agent_instance_name,
-                                                              **config.instance_properties()}),
-            heartbeat=config.HEARTBEAT_PERIOD, cool_down=config.agent_reset_cool_down,
-            on_ready=on_ready, on_reset=on_reset)
+        self.registry = registry.Registry(heartbeat=config.HEARTBEAT_PERIOD, cool_down=config.agent_reset_cool_down,
+                                          on_change=on_change, on_reset=on_reset, wake=wake)
         self._client_factory = registry.Client
         self._client: tuple[int, Any] = (0, None)
+        self._demanded = False
 
     def manage(self, channel: grpc.Channel, generation: int) -> float:
         if self._client[0] != generation:
@@ -228,6 +251,32 @@ class V6Protocol(Protocol):
 
     def sent(self, segment: Segment) -> None:
         self.registry.note_names(*self._encode.names_to_register(segment))
+
+    def set_own(self, identity: Identity, want: bool) -> None:
+        self._demanded = want
+        self.registry.set_own(identity, want)
+
+    def demand(self) -> None:
+        if not self._demanded:
+            self._demanded = True
+            own = self.registry.own
+            if own is not None:
+                self.registry.want((own,))
+
+    def want(self, identities: list[Identity]) -> None:
+        self.registry.want(identities)
+
+    def lookup(self, identity: Identity) -> int:
+        if identity is self.registry.own:
+            self.demand()
+        return self.registry.lookup(identity)
+
+    @property
+    def ids_version(self) -> int:
+        return self.registry.version
+
+    def registering(self) -> bool:
+        return self.registry.state.value == "registering"
 
     @property
     def instance_id(self) -> int:
@@ -281,7 +330,7 @@ class V8Protocol(Protocol):
         return config.HEARTBEAT_PERIOD
 
     def encode(self, segment: Segment) -> bytes:
-        return self._encode.encode(segment, config.SERVICE_NAME, config.agent_instance_name).SerializeToString()
+        return self._encode.encode(segment, segment.identity[0], segment.identity[1]).SerializeToString()
 
 
 def _passthrough(data: bytes) -> bytes:
@@ -297,7 +346,11 @@ class GrpcReporter(Reporter):
         self.conn = Connection(backends, tls)
         self._stream = CollectStream(tls)
         self._queue: deque[Segment] = deque()
+        self._held: deque[Segment] = deque()  # waiting for ids (v6)
+        self._held_version = -1
+        self._demanded = False
         self._wake = threading.Event()
+        self._manage_wake = threading.Event()
         self._stopping = threading.Event()
         self._stop_deadline = 0.0
         self._threads: list[threading.Thread] = []
@@ -315,6 +368,9 @@ class GrpcReporter(Reporter):
     # -- application side -----------------------------------------------------------------------
 
     def report(self, segment: Segment) -> bool:
+        if not self._demanded:
+            self._demanded = True
+            self.protocol.demand()
         queue = self._queue
         if len(queue) >= self.max_queue:
             self._drop(1, "queue full")
@@ -330,9 +386,23 @@ class GrpcReporter(Reporter):
                            sum(self.dropped.values()))
 
     def stats(self) -> dict[str, Any]:
-        return {"queued": len(self._queue), "sent": self.sent, "dropped": dict(self.dropped),
+        from skywalking.trace.tracer import TRACER
+
+        return {"queued": len(self._queue), "held": len(self._held), "sent": self.sent, "dropped": dict(self.dropped),
                 "failures": self.failures, "backend": self.conn.target, "instance_id": self.instance_id,
-                **self.protocol.stats()}
+                "sw6_headers_skipped": TRACER.sw6_skipped, **self.protocol.stats()}
+
+    # -- identities ---------------------------------------------------------------------------------
+
+    def set_identity(self, identity: Identity, eager: bool) -> None:
+        self._demanded = eager
+        self.protocol.set_own(identity, eager)
+
+    def resolve(self, identity: Identity) -> int:
+        return self.protocol.lookup(identity)
+
+    def wake_manager(self) -> None:
+        self._manage_wake.set()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -350,11 +420,15 @@ class GrpcReporter(Reporter):
             self._stop_deadline = time.monotonic() + timeout
             self._stopping.set()
             self._wake.set()
+            self._manage_wake.set()
             for thread in self._threads:
                 thread.join(max(0.0, self._stop_deadline - time.monotonic()))
             left = len(self._queue)
             if left:
                 self._drop(left, "not sent before stop")
+            if self._held:
+                self._drop(len(self._held), "not sent before stop: instance not registered with the OAP")
+                self._held.clear()
             self.conn.close()
         except Exception:
             logger.exception("reporter failed to stop cleanly")
@@ -364,7 +438,7 @@ class GrpcReporter(Reporter):
     def _manage_loop(self) -> None:
         backoff = Backoff()
         with suppress_tracing():
-            while not self._stopping.is_set():
+            while not self._stopping.is_set() or self._awaiting_ids():
                 channel, generation = self.conn.channel()
                 try:
                     delay = self.protocol.manage(channel, generation)
@@ -375,7 +449,13 @@ class GrpcReporter(Reporter):
                 except Exception:
                     logger.exception("reporter control loop failed")
                     delay = backoff.next()
-                self._stopping.wait(delay)
+                self._manage_wake.wait(delay)
+                self._manage_wake.clear()
+
+    def _awaiting_ids(self) -> bool:
+        """Stopping with segments that wait for ids: registration goes on until the stop deadline."""
+        return bool(self._held or self._queue) and self.protocol.registering() \
+            and time.monotonic() < self._stop_deadline
 
     def _send_loop(self) -> None:
         try:
@@ -388,8 +468,12 @@ class GrpcReporter(Reporter):
         with suppress_tracing():
             while True:
                 stopping = self._stopping.is_set()
+                self._release_held()
                 if not self._queue:
                     if stopping:
+                        if self._held and self.protocol.registering() and time.monotonic() < self._stop_deadline:
+                            time.sleep(HELD_POLL)  # ids may still come in time
+                            continue
                         return
                     self._wake.clear()
                     if not self._queue and self._wake.wait(IDLE_WAIT) and not self._stopping.is_set():
@@ -426,16 +510,39 @@ class GrpcReporter(Reporter):
                     return
                 self._stopping.wait(backoff.next())
 
+    def _release_held(self) -> None:
+        """Segments that waited for ids go back to the front of the queue once new ids arrived."""
+        version = self.protocol.ids_version
+        if version != self._held_version:
+            self._held_version = version
+            if self._held:
+                held, self._held = self._held, deque()
+                self._queue.extendleft(reversed(held))
+
+    def _hold(self, segment: Segment) -> None:
+        self._held.append(segment)
+        if len(self._held) > self.max_queue:
+            self._held.popleft()
+            self._drop(1, "instance not registered with the OAP and the buffer is full")
+
     def _send(self, batch: list[Segment], timeout: float) -> bool:
+        """Encode and send ``batch``; on return it holds only the segments that were encoded (the ones to
+        retry if the send failed)."""
         messages = []
+        sent_batch = []
         for segment in batch:
             try:
                 messages.append(self.protocol.encode(segment))
+                sent_batch.append(segment)
+            except Unresolved as e:
+                self.protocol.want(e.identities)
+                self._hold(segment)
             except ValueError as e:
                 self._drop(1, f"not accepted by the backend ({e})")
             except Exception:
                 logger.exception("failed to encode a segment")
                 self._drop(1, "encoding failed")
+        batch[:] = sent_batch
         if not messages:
             return True
         channel, generation = self.conn.channel()
@@ -458,7 +565,7 @@ class GrpcReporter(Reporter):
             self._failed(generation, e)
             return False
         self.sent += len(messages)
-        for segment in batch:
+        for segment in sent_batch:
             self.protocol.sent(segment)
         return True
 
@@ -478,20 +585,28 @@ class GrpcReporter(Reporter):
         self.conn.failed(generation)
 
 
-def create(on_ready: Callable[[Reporter], None], on_reset: Callable[[Reporter], None]) -> GrpcReporter:
+def create(on_change: Callable[[Reporter, Identity, int], None],
+           on_reset: Callable[[Reporter], None]) -> GrpcReporter:
     """The reporter for the configured protocol version."""
     backends = [b.strip() for b in config.agent_collector_backend_services.split(",") if b.strip()]
     holder: list[GrpcReporter] = []
 
-    def ready(instance_id: int) -> None:
-        holder[0].ready.set()
-        on_ready(holder[0])
+    def changed(identity: Identity, instance_id: int) -> None:
+        reporter = holder[0]
+        if identity is reporter.protocol.registry.own:
+            reporter.ready.set()
+        reporter._wake.set()  # held segments may now be encoded
+        on_change(reporter, identity, instance_id)
 
     def reset() -> None:
         holder[0].ready.clear()
         on_reset(holder[0])
 
-    protocol: Protocol = V6Protocol(ready, reset) if config.agent_protocol_version == "v6" else V8Protocol()
+    def wake() -> None:
+        holder[0].wake_manager()
+
+    protocol: Protocol = V6Protocol(changed, reset, wake) if config.agent_protocol_version == "v6" \
+        else V8Protocol()
     reporter = GrpcReporter(protocol, config.agent_trace_reporter_max_buffer_size, backends, config.agent_force_tls)
     holder.append(reporter)
     if config.agent_protocol_version == "v8":

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from skywalking.reporter import Reporter
 
 if TYPE_CHECKING:
+    from skywalking.trace.identity import Identity
     from skywalking.trace.segment import Segment
     from skywalking.trace.span import Span
 
@@ -21,7 +22,15 @@ class MemoryReporter(Reporter):
         self.segments: deque[Segment] = deque(maxlen=maxlen)
         self.count = 0
         self.instance_id = instance_id  # what a fresh OAP 6.6.0 hands out first (id 1 is "User")
+        self.identity: Identity | None = None
         self._counter = itertools.count(1)
+
+    def set_identity(self, identity: Identity, eager: bool) -> None:
+        self.identity = identity
+
+    def resolve(self, identity: Identity) -> int:
+        """Its own identity has ``instance_id``; no other has an id."""
+        return self.instance_id if identity is self.identity else 0
 
     def report(self, segment: Segment) -> bool:
         self.segments.append(segment)  # deque.append and next() are atomic: no lock on the hot path

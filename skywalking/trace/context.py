@@ -3,8 +3,9 @@
 ``get_context()`` returns the context of the active span, or a fresh one. Contexts live in a
 ``ContextVar``: asyncio tasks inherit the caller's; a context used from another thread (for
 example through ``contextvars.copy_context`` or ``asyncio.to_thread``) gets a new segment linked
-to the calling span by a CrossThread reference, so a segment never has two writers. Nothing is
-traced until the agent says tracing is ready (sw6: once the OAP has issued the instance id).
+to the calling span by a CrossThread reference, so a segment never has two writers. Tracing starts
+with the agent, before the OAP has issued any id: segments name their process by its identity and the
+reporter turns identities into ids when it encodes them.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 from skywalking import Component, Kind, config
 from skywalking.loggings import logger
 from skywalking.trace.carrier import SW6, SW8, Carrier
+from skywalking.trace.handoff import Handoff
+from skywalking.trace.identity import NAME, SERVICE, Identity
 from skywalking.trace.ids import ID, new_sw6_id, new_sw8_id
 from skywalking.trace.segment import Segment, SegmentRef
 from skywalking.trace.snapshot import Snapshot
 from skywalking.trace.span import EntrySpan, ExitSpan, IllegalStateError, NoopSpan, Span, _active, entry_view
-from skywalking.trace.tracer import TRACER
+from skywalking.trace.tracer import TRACER, no_ids
 
 __all__ = ["NoopContext", "SpanContext", "get_context", "suppress_tracing"]
 
@@ -33,15 +36,31 @@ _time_ns = time.time_ns
 _ENTRY, _EXIT = Kind.Entry, Kind.Exit
 
 
-def enable(reporter: Callable[[Segment], Any], *, service: str, instance: str, instance_id: int = 0,
-           protocol: str = "v6", sample_n_per_3_secs: int = 0) -> None:
-    """Start tracing: finished segments go to ``reporter`` (called once per segment)."""
+def enable(reporter: Callable[[Segment], Any], *, identity: Identity, protocol: str = "v6",
+           sample_n_per_3_secs: int = 0, instance_id: int = 0,
+           resolve: Callable[[Identity], int] | None = None) -> None:
+    """Start tracing: finished segments go to ``reporter`` (called once per segment). ``instance_id`` is the
+    OAP's id for ``identity`` if already known; ``resolve`` looks up (and asks for) the id of an identity."""
     t = TRACER
     t.v6 = protocol == "v6"
-    t.service, t.instance, t.instance_id = service, instance, instance_id
+    set_identity(identity, instance_id)
+    t.resolve = resolve if resolve is not None else no_ids
     t.sample_limit, t.sample_count, t.sample_window = sample_n_per_3_secs, 0, 0.0
     _ignored.clear()
     t.reporter = reporter
+
+
+def set_identity(identity: Identity, instance_id: int = 0) -> None:
+    """Report as ``identity`` from now on (segments already started keep theirs)."""
+    t = TRACER
+    t.identity, t.service, t.instance, t.instance_id = identity, identity[SERVICE], identity[NAME], instance_id
+
+
+def set_instance_id(identity: Identity, instance_id: int) -> None:
+    """The OAP issued (or, with 0, withdrew) the id of ``identity``; kept if it is still this process's."""
+    t = TRACER
+    if t.identity is identity:
+        t.instance_id = instance_id
 
 
 def disable() -> None:
@@ -107,8 +126,8 @@ class SpanContext:
             if link is not None:
                 trace_id = link[0]  # continue the trace of a held or parent context
         ms = _time_ns() // 1_000_000
-        seg_id = new_sw6_id(t.instance_id, ms) if t.v6 else new_sw8_id(ms)
-        seg = Segment(seg_id, trace_id or seg_id, ms, t.instance_id)
+        seg_id = new_sw6_id(ms) if t.v6 else new_sw8_id(ms)
+        seg = Segment(seg_id, trace_id or seg_id, ms, t.identity)
         self._segment = seg
         self._archived = False
         self._sid = 0
@@ -170,7 +189,7 @@ class SpanContext:
     def new_local_span(self, op: str) -> Span:
         return self._new_span(Span, op, self.active_span, None)
 
-    def _new_span(self, cls: type[Span], op: str, parent: Span | None, header: SW6 | SW8 | None,
+    def _new_span(self, cls: type[Span], op: str, parent: Span | None, header: SW6 | SW8 | Handoff | None,
                   peer: str | None = None, component: Component | None = None) -> Span:
         ignored = _ignored.get(op)
         if ignored is None:
@@ -182,8 +201,7 @@ class SpanContext:
             if header is None and TRACER.sample_limit and self._parent is None and self._last is None \
                     and not TRACER.sample_root():  # only new traces are sampled
                 return NoopSpan(NOOP_CONTEXT)
-            seg = self._start_segment(header.trace_id if header is not None and TRACER.v6 == isinstance(header, SW6)
-                                      else None)
+            seg = self._start_segment(header.trace_id if header is not None and _continues(header) else None)
         sid = self._sid
         if sid >= SPAN_LIMIT_PER_SEGMENT:
             seg.is_size_limited = True
@@ -261,18 +279,28 @@ class SpanContext:
             self._apply_header(span, header)
             self._adopt_correlation(carrier)
 
-    def _apply_header(self, span: Span, h: SW6 | SW8) -> None:
+    def _apply_header(self, span: Span, h: SW6 | SW8 | Handoff) -> None:
         """Continue the caller's trace; add a CrossProcess ref when the protocol can express it
         (spec §4.4: sw6 under v6, sw8 under v8; across versions only the trace id carries over)."""
         seg = self._segment or self.segment
         v6 = TRACER.v6
-        if isinstance(h, SW6):
+        if isinstance(h, Handoff):
+            if v6 and h.trace_id.parts is None:
+                logger.debug("handoff trace id %r has no sw6 form; starting a new trace", h.trace_id.value)
+                return
+            ref = SegmentRef("CrossProcess", h.trace_id, h.segment_id, h.span_id)
+            ref.parent_instance, ref.entry_instance = h.caller, h.entry
+            ref.service, ref.service_instance = h.caller[SERVICE], h.caller[NAME]
+            ref.endpoint = h.parent_endpoint
+            ref.client_address = h.peer
+            ref.set_endpoints(h.entry_raw, h.parent_raw)
+        elif isinstance(h, SW6):
             if not v6:
                 seg.relate(ID(h.trace_id.value))
                 return
             ref = SegmentRef("CrossProcess", h.trace_id, h.segment_id, h.span_id)
-            ref.parent_instance_id = h.parent_instance_id
-            ref.entry_instance_id = h.entry_instance_id
+            ref.parent_instance = h.parent_instance_id
+            ref.entry_instance = h.entry_instance_id
             if h.peer.startswith("#"):
                 ref.client_address = h.peer[1:]
             else:
@@ -328,7 +356,7 @@ class SpanContext:
             return None
         _, seg_id, first_op, first_is_entry, first_ref = self._link_info()  # type: ignore[misc]
         return Snapshot(seg_id, span.sid, seg.related_traces[0], first_op, dict(self._correlation or {}),
-                        *entry_view(first_op, first_is_entry, first_ref, TRACER.instance_id))
+                        *entry_view(first_op, first_is_entry, first_ref, seg.identity))
 
     def continued(self, snapshot: Snapshot | None) -> None:
         """Link the active span to a snapshot taken in another thread (a CrossThread ref)."""
@@ -342,7 +370,7 @@ class SpanContext:
             self.put_correlation(k, v)
         if span.kind is _ENTRY:
             return  # OAP 6.6.0 drops entry spans whose refs lack a network address (§8.5)
-        span.refs = [*span.refs, snapshot.to_ref(TRACER.service, TRACER.instance, TRACER.instance_id)]
+        span.refs = [*span.refs, snapshot.to_ref(self.segment.identity)]
 
     def _link_info(self) -> tuple[ID, ID, str | None, bool, SegmentRef | None] | None:
         """(trace id, segment id, first op, first is entry, first ref) of the live or last segment."""
@@ -362,9 +390,17 @@ class SpanContext:
         self._segment.relate(trace_id)  # type: ignore[union-attr]
         if span.kind is _ENTRY:
             return  # OAP 6.6.0 drops entry spans whose refs lack a network address (§8.5)
+        identity = self._segment.identity  # type: ignore[union-attr]
         snap = Snapshot(segment_id, parent.sid, trace_id, first_op, {},
-                        *entry_view(first_op, first_is_entry, first_ref, TRACER.instance_id))
-        span.refs = [*span.refs, snap.to_ref(TRACER.service, TRACER.instance, TRACER.instance_id)]
+                        *entry_view(first_op, first_is_entry, first_ref, identity))
+        span.refs = [*span.refs, snap.to_ref(identity)]
+
+
+def _continues(header: SW6 | SW8 | Handoff) -> bool:
+    """Whether this protocol can adopt the header's trace id as the segment's."""
+    if isinstance(header, Handoff):
+        return not TRACER.v6 or header.trace_id.parts is not None
+    return TRACER.v6 == isinstance(header, SW6)
 
 
 class _NoopSegment:

@@ -1,19 +1,24 @@
 """Trace and segment ids.
 
-sw6 ids are three int64 parts ``[instance_id, thread_no, epoch_ms * 10000 + seq]`` (the Java 6.6.0
-shape, spec §2.8); their text form joins the parts with ``.``. sw8 ids are strings of the same
-shape whose first part is a per-process random hex prefix. No uuid is generated per segment.
+sw6 ids are three int64 parts ``[process token, thread_no, epoch_ms * 10000 + seq]``; their text form
+joins the parts with ``.``. The Java 6.6.0 agent puts its OAP instance id first; the OAP never reads that
+part (it only needs three parts, and samples on the third), so a random per-process token takes its place
+and ids can be made before the OAP has answered. sw8 ids are strings of the same shape whose first part is
+a per-process random hex prefix. No uuid is generated per segment.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import secrets
 import threading
 import time
 import uuid
 
 _seq = itertools.count()  # next() on a C counter is atomic under the GIL: no lock needed
 _PROCESS_PREFIX = uuid.uuid4().hex
+_token = secrets.randbits(62) + 1  # first part of every sw6 id made by this process: positive int64
 _get_ident = threading.get_ident
 _INT64 = 1 << 63
 
@@ -57,33 +62,42 @@ def parse_parts(text: str) -> tuple[int, int, int] | None:
     return parts
 
 
-_thread_nos: dict[int, tuple[int, int, str]] = {}  # ident -> (instance id, native thread id, text prefix)
+_thread_nos: dict[int, tuple[int, str]] = {}  # ident -> (native thread id, text prefix "token.thread.")
 
 
-def _thread_prefix(instance_id: int) -> tuple[int, str]:
+def _thread_prefix() -> tuple[int, str]:
     ident = threading.get_ident()
     entry = _thread_nos.get(ident)
-    if entry is None or entry[0] != instance_id:
+    if entry is None:
         if len(_thread_nos) > 4096:  # threads come and go; idents are reused
             _thread_nos.clear()
         no = threading.get_native_id()
-        entry = _thread_nos[ident] = (instance_id, no, f"{instance_id}.{no}.")
-    return entry[1], entry[2]
+        entry = _thread_nos[ident] = (no, f"{_token}.{no}.")
+    return entry
 
 
-def new_sw6_id(instance_id: int, ms: int | None = None) -> ID:
-    """A fresh 3-part id for an OAP-issued instance id."""
+def new_sw6_id(ms: int | None = None) -> ID:
+    """A fresh 3-part id."""
     if ms is None:
         ms = time.time_ns() // 1_000_000
-    entry = _thread_nos.get(_get_ident())
-    if entry is None or entry[0] != instance_id:
-        entry = (instance_id, *_thread_prefix(instance_id))
+    entry = _thread_nos.get(_get_ident()) or _thread_prefix()
     p3 = ms * 10000 + next(_seq) % 10000
-    return ID(entry[2] + str(p3), (instance_id, entry[1], p3))
+    return ID(entry[1] + str(p3), (_token, entry[0], p3))
 
 
-def new_sw8_id(ms: int | None = None, prefix: str = _PROCESS_PREFIX) -> ID:
+def new_sw8_id(ms: int | None = None) -> ID:
     """A fresh string id ``<process hex>.<thread>.<ms*10000+seq>``."""
     if ms is None:
         ms = time.time_ns() // 1_000_000
-    return ID(f"{prefix}.{_thread_prefix(0)[0]}.{ms * 10000 + next(_seq) % 10000}")
+    return ID(f"{_PROCESS_PREFIX}.{_thread_prefix()[0]}.{ms * 10000 + next(_seq) % 10000}")
+
+
+def _after_fork() -> None:
+    """A forked child makes ids of its own (its threads may reuse the parent's native ids)."""
+    global _token, _PROCESS_PREFIX
+    _token = secrets.randbits(62) + 1
+    _PROCESS_PREFIX = uuid.uuid4().hex
+    _thread_nos.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)

@@ -5,21 +5,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from skywalking.trace._record import SlotRecord
+from skywalking.trace.identity import NO_IDENTITY, Identity
 from skywalking.trace.ids import ID
 
 if TYPE_CHECKING:
     from skywalking.trace.span import Span
 
+# An instance as a ref names it: an id the OAP issued (from an sw6 header), an identity still to be
+# registered (from a call inside Ray, or this process), or 0 (unknown: an sw8 caller).
+InstanceRef = int | Identity
+
 
 class SegmentRef(SlotRecord):
     """A link to the parent segment, from a header (CrossProcess) or a snapshot (CrossThread).
 
-    Wire-neutral: it keeps the sw6 view (instance ids, ``#``-free names or ids) and the sw8 view
-    (service and instance names); each encoder uses what its protocol can express.
+    Wire-neutral: it keeps the sw6 view (instances as ``InstanceRef``, ``#``-free names or ids) and the sw8
+    view (service and instance names); each encoder uses what its protocol can express.
     """
 
     __slots__ = ("client_address", "endpoint", "endpoint_id", "entry_endpoint", "entry_endpoint_id",
-                 "entry_instance_id", "parent_instance_id", "peer_id", "ref_type", "segment_id", "service",
+                 "entry_instance", "parent_instance", "peer_id", "ref_type", "segment_id", "service",
                  "service_instance", "span_id", "trace_id")
 
     def __init__(self, ref_type: str, trace_id: ID, segment_id: ID, span_id: int) -> None:
@@ -33,8 +38,8 @@ class SegmentRef(SlotRecord):
         self.endpoint_id = 0  # parent endpoint id: 0 = use the name, -1 = no real endpoint
         self.client_address = ""  # network address used by the caller (peer)
         self.peer_id = 0  # the same as an OAP network-address id (sw6)
-        self.parent_instance_id = 0  # sw6 view
-        self.entry_instance_id = 0
+        self.parent_instance: InstanceRef = 0  # sw6 view
+        self.entry_instance: InstanceRef = 0
         self.entry_endpoint = ""
         self.entry_endpoint_id = 0
 
@@ -54,15 +59,15 @@ class SegmentRef(SlotRecord):
 class Segment:
     """Finished spans of one context, in finish order (children first, as the Java agent sends)."""
 
-    __slots__ = ("is_size_limited", "related_traces", "segment_id", "service_instance_id", "spans", "timestamp")
+    __slots__ = ("identity", "is_size_limited", "related_traces", "segment_id", "spans", "timestamp")
 
-    def __init__(self, segment_id: ID, trace_id: ID, timestamp: int, service_instance_id: int = 0) -> None:
+    def __init__(self, segment_id: ID, trace_id: ID, timestamp: int, identity: Identity = NO_IDENTITY) -> None:
         self.segment_id = segment_id
         self.related_traces: list[ID] = [trace_id]
         self.spans: list[Span] = []
         self.timestamp = timestamp  # epoch ms
         self.is_size_limited = False
-        self.service_instance_id = service_instance_id  # sw6: the OAP instance id the ids were made with
+        self.identity = identity  # the process identity when the segment started
 
     def relate(self, trace_id: ID) -> None:
         """Adopt a propagated trace id in place of the generated one."""

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from skywalking.trace.identity import NAME, SERVICE, Identity
 from skywalking.trace.ids import ID
-from skywalking.trace.segment import SegmentRef
+from skywalking.trace.segment import InstanceRef, SegmentRef
 
 
 class Snapshot:
-    __slots__ = ("correlation", "endpoint", "entry_endpoint_raw", "entry_instance_id", "parent_endpoint_raw",
+    __slots__ = ("correlation", "endpoint", "entry_endpoint_raw", "entry_instance", "parent_endpoint_raw",
                  "segment_id", "span_id", "trace_id")
 
     def __init__(self, segment_id: ID | None = None, span_id: int = -1, trace_id: ID | None = None,
                  endpoint: str | None = None, correlation: dict[str, str] | None = None,
-                 entry_instance_id: int = 0, entry_endpoint_raw: str = "-1", parent_endpoint_raw: str = "-1") -> None:
+                 entry_instance: InstanceRef = 0, entry_endpoint_raw: str = "-1",
+                 parent_endpoint_raw: str = "-1") -> None:
         self.segment_id = segment_id
         self.span_id = span_id
         self.trace_id = trace_id
         self.endpoint = endpoint  # first span's operation name (sw8 parent endpoint)
         self.correlation = correlation or {}
-        self.entry_instance_id = entry_instance_id  # sw6 view, compressed endpoint forms
+        self.entry_instance = entry_instance  # sw6 view, compressed endpoint forms
         self.entry_endpoint_raw = entry_endpoint_raw
         self.parent_endpoint_raw = parent_endpoint_raw
 
@@ -31,13 +33,13 @@ class Snapshot:
         seg = getattr(context, "_segment", None)
         return seg is not None and seg.segment_id == self.segment_id
 
-    def to_ref(self, service: str, instance: str, instance_id: int) -> SegmentRef:
-        """A CrossThread ref; the parent is this same process (service, instance)."""
+    def to_ref(self, identity: Identity) -> SegmentRef:
+        """A CrossThread ref; the parent is this same process (``identity``)."""
         ref = SegmentRef("CrossThread", self.trace_id, self.segment_id, self.span_id)  # type: ignore[arg-type]
-        ref.service = service
-        ref.service_instance = instance
+        ref.service = identity[SERVICE]
+        ref.service_instance = identity[NAME]
         ref.endpoint = self.endpoint or ""
-        ref.parent_instance_id = instance_id
-        ref.entry_instance_id = self.entry_instance_id or instance_id
+        ref.parent_instance = identity
+        ref.entry_instance = self.entry_instance or identity
         ref.set_endpoints(self.entry_endpoint_raw, self.parent_endpoint_raw)  # sw6 ids win over names
         return ref

@@ -33,7 +33,7 @@ from skywalking.trace.tracer import TRACER
 
 if TYPE_CHECKING:
     from skywalking.trace.context import SpanContext
-    from skywalking.trace.segment import Segment, SegmentRef
+    from skywalking.trace.segment import InstanceRef, Segment, SegmentRef
 
 # The active span of the current thread / asyncio task. Spans link to the span that was active
 # before them, so pushing and popping allocate nothing.
@@ -52,16 +52,17 @@ _new_carrier = list.__new__
 
 
 def entry_view(first_op: str | None, first_is_entry: bool, first_ref: SegmentRef | None,
-               instance_id: int) -> tuple[int, str, str]:
-    """(entry instance id, entry endpoint, parent endpoint) for sw6, as Java 6.6.0 computes them
-    (spec §3.4), in compressed form: ``#name``, an id, or ``-1`` (never empty)."""
+               own: InstanceRef) -> tuple[InstanceRef, str, str]:
+    """(entry instance, entry endpoint, parent endpoint) for sw6, as Java 6.6.0 computes them (spec §3.4),
+    endpoints in compressed form: ``#name``, an id, or ``-1`` (never empty). ``own``: this segment's
+    instance (identity or id), the entry when the trace started here."""
     parent = "#" + first_op if first_is_entry and first_op else "-1"
-    if first_ref is not None and first_ref.entry_instance_id:  # continue the caller's entry
+    if first_ref is not None and first_ref.entry_instance:  # continue the caller's entry
         if first_ref.entry_endpoint_id:
-            return first_ref.entry_instance_id, str(first_ref.entry_endpoint_id), parent
-        return first_ref.entry_instance_id, "#" + first_ref.entry_endpoint if first_ref.entry_endpoint else "-1", \
+            return first_ref.entry_instance, str(first_ref.entry_endpoint_id), parent
+        return first_ref.entry_instance, "#" + first_ref.entry_endpoint if first_ref.entry_endpoint else "-1", \
             parent
-    return instance_id, parent, parent
+    return own, parent, parent
 
 
 def _now_ms() -> int:
@@ -251,12 +252,23 @@ class ExitSpan(Span):
         for kind in config.PROPAGATION:
             try:
                 if kind == "sw6":
-                    instance_id = TRACER.instance_id
-                    if trace_id.parts is None or seg_id.parts is None or instance_id <= 0:
+                    if trace_id.parts is None or seg_id.parts is None:
                         continue  # ids made under v8 have no sw6 form
                     first = ctx._first
+                    own = seg.identity
                     entry_instance, entry, parent = entry_view(first.op, first.kind is _ENTRY,
-                                                               first.refs[0] if first.refs else None, instance_id)
+                                                               first.refs[0] if first.refs else None, own)
+                    # a header needs OAP ids: skipped (and counted) until they are issued
+                    instance_id = TRACER.instance_id if own is TRACER.identity else 0
+                    if instance_id <= 0:
+                        instance_id = TRACER.resolve(own)
+                    if entry_instance is own:
+                        entry_instance = instance_id
+                    elif type(entry_instance) is not int:
+                        entry_instance = TRACER.resolve(entry_instance)
+                    if instance_id <= 0 or entry_instance <= 0:
+                        TRACER.sw6_skipped += 1
+                        continue
                     trace_b64 = b2a_base64(trace_id.value.encode(), newline=False).decode()
                     seg_b64 = trace_b64 if seg_id is trace_id else \
                         b2a_base64(seg_id.value.encode(), newline=False).decode()
@@ -268,7 +280,7 @@ class ExitSpan(Span):
                         out.append(CarrierItem("sw8-correlation", encode_correlation(ctx._correlation)))
                     first = ctx._first
                     out.append(CarrierItem("sw8", encode_sw8(SW8(
-                        trace_id, seg_id, self.sid, config.SERVICE_NAME, TRACER.instance,
+                        trace_id, seg_id, self.sid, seg.identity[0], seg.identity[1],
                         first.op or "unknown", self.peer or "unknown"))))
             except HeaderError as e:
                 logger.debug("no %s header: %s", kind, e)

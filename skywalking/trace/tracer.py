@@ -6,20 +6,31 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from skywalking.trace.identity import NO_IDENTITY, Identity
+
 if TYPE_CHECKING:
     from skywalking.trace.segment import Segment
 
 
+def no_ids(identity: Identity) -> int:
+    """``Tracer.resolve`` when no reporter issues ids."""
+    return 0
+
+
 class Tracer:
-    __slots__ = ("instance", "instance_id", "reporter", "sample_count", "sample_limit",
-                 "sample_window", "service", "v6")
+    __slots__ = ("identity", "instance", "instance_id", "reporter", "resolve", "sample_count", "sample_limit",
+                 "sample_window", "service", "sw6_skipped", "v6")
 
     def __init__(self) -> None:
         self.reporter: Callable[[Segment], Any] | None = None  # None = not tracing
         self.v6 = True
-        self.service = ""
+        self.identity: Identity = NO_IDENTITY  # who this process reports as (set_identity may change it)
+        self.service = ""  # identity's service and instance name, for the sw8 view
         self.instance = ""
-        self.instance_id = 0  # sw6: the OAP-issued instance id
+        self.instance_id = 0  # sw6: the id the OAP issued for ``identity``; 0 until it has
+        # sw6: the OAP id of an identity (0 if not issued yet; asks for it); set by the reporter
+        self.resolve: Callable[[Identity], int] = no_ids
+        self.sw6_skipped = 0  # sw6 headers not sent because an instance id was not issued yet
         self.sample_limit = 0
         self.sample_window = 0.0
         self.sample_count = 0

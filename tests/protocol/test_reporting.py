@@ -83,22 +83,30 @@ def test_two_processes_linked_by_sw8_in_v8_mode(spawn: Callable[..., Any]) -> No
     assert seg_a["protocol"] == seg_b["protocol"] == "v3"
 
 
-def test_nothing_is_traced_until_the_oap_answers(spawn: Callable[..., Any]) -> None:
+def test_traced_before_the_oap_answers(spawn: Callable[..., Any]) -> None:
+    """Tracing does not wait for registration: the first request is traced at once and its segment is held
+    until the ids arrive, then delivered. Only the sw6 header needs the OAP's instance id: it is skipped (and
+    counted) in that window."""
     collector = spawn(Collector, register_delay=2.0)
     svc = spawn(Service, "svc-slow", collector.grpc, SW_AGENT_REGISTER_WAIT="0")
     early = svc.call(next=f"{svc.url}/stats")
-    assert early["trace_id"] == "N/A" and early["headers_sent"] == {}  # no trace, no header: like Java
+    assert early["trace_id"] != "N/A" and early["headers_sent"] == {}
+    assert svc.stats()["sw6_headers_skipped"] >= 1 and svc.stats()["instance_id"] == 0
     wait_for(lambda: svc.stats()["instance_id"] > 0, timeout=15, what="registration")
-    late = svc.call()
-    assert late["trace_id"] != "N/A"
+    (seg,) = collector.trace(early["trace_id"], 1)["segments"]  # held, then sent with the ids issued later
+    assert seg["service"] == "svc-slow"
+    late = svc.call(next=f"{svc.url}/stats")
+    assert "sw6" in late["headers_sent"]
     collector.trace(late["trace_id"], 1)
+    collector.settled()
+    assert collector.api("/api/drops") == []
 
 
 def test_register_wait_makes_the_first_request_traced(spawn: Callable[..., Any]) -> None:
     collector = spawn(Collector, register_delay=1.0)
     svc = spawn(Service, "svc-wait", collector.grpc, SW_AGENT_REGISTER_WAIT="15")
-    first = svc.call()
-    assert first["trace_id"] != "N/A"
+    first = svc.call(next=f"{svc.url}/stats")
+    assert first["trace_id"] != "N/A" and "sw6" in first["headers_sent"]
     collector.trace(first["trace_id"], 1)
 
 
@@ -123,11 +131,13 @@ def test_collector_started_after_the_agent(spawn: Callable[..., Any]) -> None:
     grpc_port = free_port()
     svc = spawn(Service, "svc-early", f"127.0.0.1:{grpc_port}", SW_AGENT_REGISTER_WAIT="0")
     t0 = time.monotonic()
-    for _ in range(5):
-        assert svc.call()["trace_id"] == "N/A"  # untraced, and never blocked
-    assert time.monotonic() - t0 < 5
+    early = [svc.call()["trace_id"] for _ in range(5)]  # traced, and never blocked
+    assert time.monotonic() - t0 < 5 and "N/A" not in early
+    assert svc.stats()["held"] + svc.stats()["queued"] == 5
     collector = spawn(Collector, grpc_port=grpc_port)
     wait_for(lambda: svc.stats()["instance_id"] > 0, timeout=40, what="registration once the collector is up")
+    for trace_id in early:  # what was traced while the collector was down arrives
+        collector.trace(trace_id, 1)
     resp = svc.call()
     collector.trace(resp["trace_id"], 1)
 
@@ -214,7 +224,8 @@ def test_tls_channel(spawn: Callable[..., Any]) -> None:
     collector.trace(resp["trace_id"], 1)
     # without TLS the same collector is unreachable: nothing registers
     plain = spawn(Service, "svc-plain", f"localhost:{port}", SW_AGENT_REGISTER_WAIT="2")
-    assert plain.call()["trace_id"] == "N/A" and plain.stats()["instance_id"] == 0
+    plain.call()
+    assert plain.stats()["instance_id"] == 0 and plain.stats()["sent"] == 0
 
 
 @pytest.mark.parametrize("aio_fails", [False, True])
@@ -226,6 +237,7 @@ def test_segments_go_out_on_grpc_aio_with_the_sync_api_as_fallback(spawn: Callab
     from skywalking import config
     from skywalking.reporter import grpc as reporter_grpc
     from skywalking.trace.context import disable, enable, get_context
+    from skywalking.trace.identity import new_identity
 
     collector = spawn(Collector)
     monkeypatch.setattr(config, "agent_name", "svc-fallback")
@@ -240,7 +252,7 @@ def test_segments_go_out_on_grpc_aio_with_the_sync_api_as_fallback(spawn: Callab
         monkeypatch.setattr(reporter_grpc.CollectStream, "send", unusable)
     reporter = reporter_grpc.GrpcReporter(reporter_grpc.V8Protocol(), 100, [collector.grpc], False)
     reporter.start()
-    enable(reporter.report, service="svc-fallback", instance="svc-fallback-1")
+    enable(reporter.report, identity=new_identity("svc-fallback", "svc-fallback-1"), protocol="v8")
     try:
         for n in range(3):
             with get_context().new_entry_span(op=f"/fallback/{n}"):
@@ -254,3 +266,35 @@ def test_segments_go_out_on_grpc_aio_with_the_sync_api_as_fallback(spawn: Callab
     finally:
         disable()
         reporter.stop(2.0)
+
+
+def test_an_identity_registered_on_its_behalf_keeps_its_instance(spawn: Callable[..., Any]) -> None:
+    """A callee registers its caller's identity (a Ray caller named in a ref) before the caller itself has:
+    the OAP de-duplicates instances by service id and UUID, so both get the same instance id, and the
+    caller's properties (its instance name) are the ones registered."""
+    import grpc
+
+    from skywalking.protocol_v6.registry import Client, Registry
+    from skywalking.trace.identity import new_identity
+
+    collector = spawn(Collector, register_delay=0.3)
+    callee = new_identity("svc-callee", "callee-1", [("process_no", "11"), ("host_name", "h")])
+    caller = new_identity("svc-caller", "caller-1", [("process_no", "22"), ("host_name", "h")])
+
+    def resolve(own: tuple, *others: tuple) -> dict[str, int]:
+        issued: dict[str, int] = {}
+        registry = Registry(heartbeat=30, cool_down=1, on_change=lambda i, iid: issued.update({i[1]: iid}),
+                            on_reset=lambda: None)
+        registry.set_own(own, want=True)
+        registry.want(others)
+        with grpc.insecure_channel(collector.grpc) as channel:
+            client = Client(channel, 5.0, ())
+            wait_for(lambda: registry.tick(client) is None or len(issued) == 1 + len(others), timeout=15,
+                     what="ids for every identity")
+        return issued
+
+    first = resolve(callee, caller)
+    again = resolve(caller)
+    assert first["caller-1"] == again["caller-1"] and first["callee-1"] != first["caller-1"]
+    by_id = {i["id"]: i for i in collector.api("/api/inventory")["instances"]}
+    assert by_id[first["caller-1"]]["name"] == "svc-caller-pid:22@h"

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,8 @@ needs_dashboard = pytest.mark.skipif(importlib.util.find_spec("aiohttp") is None
 APPS = Path(__file__).parent / "apps" / "jobs"
 BIN = Path(sys.executable).parent
 HOOK = "skywalking.plugins.sw_ray.setup_worker"
-# every process the tests start reports here; workers still wait for their instance id before tracing
-SW = {"SW_AGENT_REGISTER_WAIT": "15", "SW_AGENT_LOGGING_LEVEL": "WARNING"}
+# every process the tests start reports here; none waits for the OAP
+SW = {"SW_AGENT_LOGGING_LEVEL": "WARNING"}
 
 
 @dataclass
@@ -38,9 +39,15 @@ class Cluster:
     def submit(self, entrypoint: list[str], runtime_env: dict[str, Any]) -> dict[str, Any]:
         """``ray job submit`` and wait; the JSON line the job printed."""
         runtime_env = {"working_dir": str(APPS), **runtime_env}
-        out = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", self.dashboard,
-                              "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint],
-                             env=clean_env(), capture_output=True, text=True, timeout=300)
+        deadline = time.monotonic() + 90
+        while True:
+            out = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", self.dashboard,
+                                  "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint],
+                                 env=clean_env(), capture_output=True, text=True, timeout=300)
+            # right after `ray start` the dashboard may not have its job agent yet
+            if "No available agent to submit job" not in out.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(2)
         assert out.returncode == 0 and "succeeded" in out.stdout, f"{out.stdout[-4000:]}\n{out.stderr[-3000:]}"
         lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
         if not lines:  # the CLI's log tail can end before the driver's last lines arrive: read the whole log
@@ -109,6 +116,18 @@ def check_linked_traces(segments: list[dict[str, Any]], traces: int, root_instan
         for (seg_id, span_id), span in spans.items():
             if span["spanType"] == "Exit" and span["operationName"].startswith("Ray/"):
                 assert (seg_id, span_id) in called, f"trace {trace_id}: {span['operationName']} called nothing traced"
+
+
+def check_instances(collector: Collector, services: set[str]) -> None:
+    """One instance per process that traced something: the instances registered under ``services`` are exactly
+    those their segments came from (Ray's controller, proxies and idle workers registered nothing), and no
+    process registered twice (a replica only as its deployment, not first as the driver's service)."""
+    registered = [i for i in collector.api("/api/inventory")["instances"] if i["service"] in services]
+    instances = [i["name"] for i in registered]
+    reported = {seg["serviceInstance"] for name in services for seg in collector.api(f"/api/segments?service={name}")}
+    assert sorted(instances) == sorted(reported), [i for i in registered if i["name"] not in reported]
+    pids = [name.split("-pid:")[1] for name in instances]
+    assert len(pids) == len(set(pids)), instances
 
 
 def driver_instance(collector: Collector, pid: int) -> str:

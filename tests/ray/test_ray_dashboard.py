@@ -22,7 +22,7 @@ def test_dashboard_keeps_working_with_the_agent_in_every_ray_process(system: boo
     collector = Collector()
     try:
         env = clean_env(SW_AGENT_NAME="ray-dashboard", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_LOGGING_LEVEL="WARNING", RAY_AUTH_MODE="disabled",
+                        SW_AGENT_LOGGING_LEVEL="WARNING", RAY_AUTH_MODE="disabled",
                         SW_PLUGIN_RAY_TRACE_SYSTEM_PROCESSES=str(system).lower())
         sw_python = Path(sys.executable).parent / "sw-python"  # the console script installed with the package
         failures = []

@@ -22,6 +22,7 @@ from tests.ray.cluster import (
     JOB_TRACES,
     SW,
     Cluster,
+    check_instances,
     check_linked_traces,
     driver_instance,
     needs_dashboard,
@@ -64,6 +65,7 @@ def test_submitted_job_is_traced(how: str, cluster: Cluster, collector: Collecto
     assert (result["fan"], result["add"], result["driver_traced"]) == ([2, 12], 106, True)
     segments = segments_of(collector, service, JOB_SEGMENTS)
     check_linked_traces(segments, JOB_TRACES, driver_instance(collector, result["driver_pid"]))
+    check_instances(collector, {service})
     assert collector.api("/api/drops") == []
 
 
@@ -136,6 +138,7 @@ def test_serve_config_deploy_is_traced(incoming: str, cluster: Cluster, collecto
         if incoming == "sw6":
             assert any(s.get("refs") for t in traces for seg in t for s in seg["spans"]
                        if s["operationName"].startswith("GET:/") and s["spanType"] == "Entry")
+        check_instances(collector, {front, back, service})
         assert collector.api("/api/drops") == []
     finally:
         if caller is not None:

@@ -30,7 +30,7 @@ def test_node_level_preload_traces_workers_of_an_uninstrumented_driver() -> None
         # what `ray start` on each node would be given; the local cluster inherits the driver's environment
         results = run_driver(DRIVER, RAY_preload_python_modules="skywalking.bootstrap.ray_worker",
                              SW_AGENT_NAME="ray-preload", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                             SW_AGENT_REGISTER_WAIT="15", SW_AGENT_LOGGING_LEVEL="WARNING")
+                             SW_AGENT_LOGGING_LEVEL="WARNING")
         assert results == {"value": 41, "driver_has_agent": False}
 
         def inner_entry() -> tuple[dict, dict] | None:

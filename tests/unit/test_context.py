@@ -13,10 +13,12 @@ import pytest
 from skywalking import Component, Kind, Layer, agent, config
 from skywalking.decorators import runnable, trace
 from skywalking.reporter.memory import MemoryReporter
+from skywalking.trace import ids
 from skywalking.trace.carrier import Carrier, decode_sw6, decode_sw8
 from skywalking.trace.context import NoopContext, SpanContext, get_context, suppress_tracing
 from skywalking.trace.span import NoopSpan
 from skywalking.trace.tags import Tag, TagDbSqlParameters, TagHttpMethod, TagHttpURL
+from skywalking.trace.tracer import TRACER
 
 
 def inbound(headers: dict[str, str]) -> Carrier:
@@ -60,11 +62,11 @@ def test_segment_shape(reporter: MemoryReporter) -> None:
     assert [(t.key, t.val) for t in entry.iter_tags()] == [("http.method", "GET")]
     assert t0 - 1 <= entry.start_time <= exit_span.start_time <= exit_span.end_time <= entry.end_time
     assert entry.end_time <= time.time() * 1000 + 1
-    # sw6 ids: [instance id, thread, ms * 10000 + seq]
-    assert seg.segment_id.parts[0] == 2 and seg.segment_id.parts[1] == threading.get_native_id()
+    # sw6 ids: [process token, thread, ms * 10000 + seq]: no OAP id needed to make them
+    assert seg.segment_id.parts[0] == ids._token > 0 and seg.segment_id.parts[1] == threading.get_native_id()
     assert abs(seg.segment_id.parts[2] // 10000 - t0) < 5000
     assert seg.related_traces[0] == seg.segment_id  # a root segment: its own trace
-    assert seg.service_instance_id == 2
+    assert seg.identity is TRACER.identity and seg.identity[0] == config.SERVICE_NAME
 
 
 def test_ids_are_unique(reporter: MemoryReporter) -> None:
@@ -102,7 +104,7 @@ def test_extract_sw6_java_header_continues_the_trace(reporter: MemoryReporter) -
     (ref,) = entry.refs
     assert (ref.ref_type, ref.trace_id.value, ref.segment_id.parts, ref.span_id) == ("CrossProcess", "3.4.5",
                                                                                     (1, 2, 3), 4)
-    assert (ref.parent_instance_id, ref.entry_instance_id, ref.client_address) == (1, 1, "127.0.0.1:8080")
+    assert (ref.parent_instance, ref.entry_instance, ref.client_address) == (1, 1, "127.0.0.1:8080")
     assert (ref.entry_endpoint, ref.entry_endpoint_id, ref.endpoint, ref.endpoint_id) == ("/portal", 0, "", 123)
     # the next hop keeps the caller's trace and entry (instance 1, /portal); we are the parent
     h = decode_sw6(headers["sw6"])
@@ -177,7 +179,7 @@ def test_cross_version_keeps_the_trace_id_only(start_agent: object) -> None:
     assert seg.related_traces[0] == seg.segment_id
     # both headers: sw6 wins under v6
     serve(headers={"sw8": java8, "sw6": "1-My40LjU=-MS4yLjM=-4-1-1-IzEyNy4wLjAuMTo4MDgw-Iy9wb3J0YWw=-MTIz"})
-    assert rep.segments[2].spans[-1].refs[0].parent_instance_id == 1
+    assert rep.segments[2].spans[-1].refs[0].parent_instance == 1
 
 
 def test_namespace_prefixes_the_sw6_header(start_agent: object) -> None:
@@ -334,8 +336,8 @@ def test_thread_with_copied_context_gets_its_own_linked_segment(reporter: Memory
     child, parent = by_op["/in-thread"], by_op["/parent"]
     assert child.segment_id != parent.segment_id and child.related_traces == parent.related_traces
     (ref,) = child.spans[0].refs
-    assert (ref.ref_type, ref.segment_id, ref.span_id, ref.parent_instance_id) == (
-        "CrossThread", parent.segment_id, 0, 2)
+    assert (ref.ref_type, ref.segment_id, ref.span_id, ref.parent_instance) == (
+        "CrossThread", parent.segment_id, 0, parent.identity)
     assert (ref.entry_endpoint, ref.endpoint) == ("/parent", "/parent")
 
 

@@ -23,6 +23,7 @@ from skywalking.protocol_v6.gen.register.Register_pb2 import (
 )
 from skywalking.protocol_v6.registry import SERVER, instance_properties
 from skywalking.protocol_v8 import encode as v8
+from skywalking.trace.identity import Unresolved
 from skywalking.trace.ids import ID
 from skywalking.trace.segment import Segment, SegmentRef
 from skywalking.trace.span import Span
@@ -53,12 +54,16 @@ def span(sid: int, pid: int, kind: Kind, op: str, start: int, end: int, layer: L
     return s
 
 
+OWN = ("svc", "svc-instance", "0123456789abcdef0123456789abcdef", ())  # the reporting process
+IDS = {OWN[2]: (2, 3)}  # the OAP issued service id 2, instance id 3 for it
+
+
 def golden_v2_segment() -> Segment:
-    seg = Segment(sw6_id("2.45.15770000000000000"), sw6_id("3.4.5"), 1577000000000, service_instance_id=3)
+    seg = Segment(sw6_id("2.45.15770000000000000"), sw6_id("3.4.5"), 1577000000000, OWN)
     entry = span(0, -1, Kind.Entry, "/api", 1577000000000, 1577000000250, Layer.Http, Component.FastAPI)
     entry.tag(TagHttpMethod("GET"))
     ref = SegmentRef("CrossProcess", sw6_id("3.4.5"), sw6_id("1.2.3"), 4)
-    ref.parent_instance_id, ref.entry_instance_id, ref.client_address = 1, 1, "127.0.0.1:8080"
+    ref.parent_instance, ref.entry_instance, ref.client_address = 1, 1, "127.0.0.1:8080"
     ref.entry_endpoint, ref.endpoint_id = "/portal", 123
     entry.refs = [ref]
     exit_ = span(1, 0, Kind.Exit, "/down", 1577000000010, 1577000000240, Layer.Http, Component.Requests,
@@ -70,13 +75,13 @@ def golden_v2_segment() -> Segment:
 
 
 def test_v2_segment_and_upstream_segment_byte_for_byte() -> None:
-    msg = v6.encode(golden_v2_segment(), v6.Ids(service_id=2, instance_id=3))
+    msg = v6.encode(golden_v2_segment(), v6.Ids(IDS))
     assert msg.segment.hex() == V2_SEGMENT
     assert msg.SerializeToString().hex() == V2_UPSTREAM
 
 
 def test_v2_uses_issued_ids_for_endpoints_and_peers_only() -> None:
-    ids = v6.Ids(2, 3, endpoints={"/api": 7, "/down": 8}, addresses={"127.0.0.1:9090": 9})
+    ids = v6.Ids(IDS, 2, endpoints={"/api": 7, "/down": 8}, addresses={"127.0.0.1:9090": 9})
     from skywalking.protocol_v6.gen.language_agent_v2.trace_pb2 import SegmentObject
 
     obj = SegmentObject.FromString(v6.encode(golden_v2_segment(), ids).segment)
@@ -87,9 +92,32 @@ def test_v2_uses_issued_ids_for_endpoints_and_peers_only() -> None:
     assert entry.component == exit_.component == ""  # never the string: OAP 6.6.0 drops unknown names
 
 
-def test_v2_stale_segment_after_reset_is_refused() -> None:
-    with pytest.raises(v6.StaleSegment):
-        v6.encode(golden_v2_segment(), v6.Ids(service_id=2, instance_id=4))
+def test_v2_endpoint_ids_of_another_service_are_not_used() -> None:
+    ids = v6.Ids(IDS, 5, endpoints={"/api": 7})  # endpoint ids issued to service 5, the segment is service 2's
+    from skywalking.protocol_v6.gen.language_agent_v2.trace_pb2 import SegmentObject
+
+    entry = SegmentObject.FromString(v6.encode(golden_v2_segment(), ids).segment).spans[0]
+    assert (entry.operationNameId, entry.operationName) == (0, "/api")
+
+
+def test_v2_identities_without_ids_are_not_encoded() -> None:
+    """Before the OAP has issued ids for the reporting process or for a caller named in a ref, the segment
+    cannot be encoded: ``Unresolved`` lists what to register; with the ids, the refs carry them."""
+    with pytest.raises(Unresolved) as e:
+        v6.encode(golden_v2_segment(), v6.Ids())
+    assert e.value.identities == [OWN]
+    caller = ("ray-driver", "driver-1", "fedcba9876543210fedcba9876543210", (("process_no", "7"),))
+    seg = golden_v2_segment()
+    seg.spans[0].refs[0].parent_instance = seg.spans[0].refs[0].entry_instance = caller
+    with pytest.raises(Unresolved) as e:
+        v6.encode(seg, v6.Ids(IDS))
+    assert e.value.identities == [caller]
+    from skywalking.protocol_v6.gen.language_agent_v2.trace_pb2 import SegmentObject
+
+    obj = SegmentObject.FromString(v6.encode(seg, v6.Ids({**IDS, caller[2]: (4, 9)})).segment)
+    ref = obj.spans[0].refs[0]
+    assert (obj.serviceId, obj.serviceInstanceId) == (2, 3)
+    assert (ref.parentServiceInstanceId, ref.entryServiceInstanceId) == (9, 9)
 
 
 def test_v2_leaves_out_refs_it_cannot_express() -> None:
@@ -97,9 +125,9 @@ def test_v2_leaves_out_refs_it_cannot_express() -> None:
     sw8_ref = SegmentRef("CrossProcess", ID("abc.1.2"), ID("abc.1.1"), 1)  # from an sw8 header: no instance id
     sw8_ref.service, sw8_ref.service_instance, sw8_ref.client_address = "svc", "inst", "h:1"
     no_address = SegmentRef("CrossThread", sw6_id("3.4.5"), sw6_id("1.2.3"), 0)
-    no_address.parent_instance_id = 3
+    no_address.parent_instance = 3
     seg.spans[0].refs = [sw8_ref, no_address, *seg.spans[0].refs]
-    msg = v6.encode(seg, v6.Ids(2, 3))
+    msg = v6.encode(seg, v6.Ids(IDS))
     assert msg.segment.hex() == V2_SEGMENT
 
 
@@ -128,11 +156,11 @@ def test_registration_messages_byte_for_byte() -> None:
 
 
 def test_instance_properties_follow_the_java_order() -> None:
-    keys = [p.key for p in instance_properties({"team": "llm", "language": "not-python"})]
+    keys = [k for k, _ in instance_properties({"team": "llm", "language": "not-python"})]
     assert keys[:2] == ["os_name", "host_name"]
     assert keys[-3:] == ["process_no", "language", "team"]
     assert set(keys[2:-3]) <= {"ipv4"}
-    values = {p.key: p.value for p in instance_properties({})}
+    values = dict(instance_properties({}))
     assert values["language"] == "python" and values["process_no"].isdigit()
 
 

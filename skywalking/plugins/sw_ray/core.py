@@ -2,7 +2,8 @@
 
 Caller side, ``f.remote()`` / ``actor.m.remote()`` / ``Actor.remote()`` open an exit span that ends when
 the call's result is ready (not when ``.remote()`` returns); the context travels in our own keyword
-parameter ``_skywalking_ctx``. Callee side, each task function and actor method is wrapped (sync, async,
+parameter ``_skywalking_ctx`` as a handoff (``skywalking.trace.handoff``: the caller named by its identity,
+so neither side waits for the OAP). Callee side, each task function and actor method is wrapped (sync, async,
 generator, async generator) to pop that parameter and run the user code inside an entry span. The
 parameter is added to the callee's signature (Ray validates calls against it) and injected only when the
 callee's signature carries it, so a callee without the plugin never sees it. Ray's own functions (module
@@ -22,7 +23,7 @@ from typing import Any
 
 from skywalking import Component, Layer, config
 from skywalking.loggings import logger
-from skywalking.trace.carrier import inbound_carrier
+from skywalking.trace import handoff
 from skywalking.trace.context import get_context
 
 KEY = "_skywalking_ctx"
@@ -82,8 +83,8 @@ def is_ray_internal(func: Any) -> bool:
 # -- callee side ------------------------------------------------------------------------------
 
 def _enter(op: str, kwargs: dict[str, Any]) -> Any:
-    headers = kwargs.pop(KEY, None) or {}
-    span = get_context().new_entry_span(op=op, carrier=inbound_carrier(headers.get))
+    value = kwargs.pop(KEY, None)
+    span = get_context().new_entry_span(op=op, carrier=handoff.HandoffCarrier(value) if value else None)
     span.layer, span.component = Layer.RPCFramework, Component.Ray
     return span
 
@@ -227,9 +228,9 @@ def _traced_call(op: str, wrapped: Any, args: Any, kwargs: Any, inject: bool) ->
     with span:
         span.layer = Layer.RPCFramework
         if inject:
-            headers = {item.key: item.val for item in span.inject()}
-            if headers:
-                call_kwargs = {**(call_kwargs or {}), KEY: headers}
+            value = handoff.capture(span)
+            if value is not None:
+                call_kwargs = {**(call_kwargs or {}), KEY: value}
         result = wrapped(*rest, args=call_args, kwargs=call_kwargs, **options)
         if not config.plugin_ray_exit_until_ready:
             return result

@@ -20,12 +20,13 @@ from typing import Any
 from skywalking import Component, Layer, agent, config
 from skywalking.loggings import logger
 from skywalking.plugins._http import raw_headers
+from skywalking.trace import handoff
 from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
 from skywalking.trace.tags import Tag
 
 META_ATTR = "_skywalking_ctx"  # attribute added to Serve's RequestMetadata (pickled on its own, not user args)
-_serve_headers: ContextVar[dict[str, str] | None] = ContextVar("skywalking_serve_headers", default=None)
+_serve_ctx: ContextVar[dict[str, str] | None] = ContextVar("skywalking_serve_ctx", default=None)
 
 
 class TagRayApp(Tag):
@@ -79,9 +80,9 @@ def _in_proxy() -> bool:
 
 def _serve_call(handle: Any, method: str, stream: bool, call: Callable[[], Any], metadata: Any = None) -> Any:
     """Run ``call`` (a handle's remote/dispatch/broadcast) inside an exit span; returns (span, response,
-    headers).
-    The headers reach Serve's ``RequestMetadata`` through ``metadata`` when the caller already has it,
-    or through ``get_request_metadata`` (which reads ``_serve_headers``)."""
+    handoff).
+    The handoff reaches Serve's ``RequestMetadata`` through ``metadata`` when the caller already has it,
+    or through ``get_request_metadata`` (which reads ``_serve_ctx``)."""
     app, name = _deployment(handle)
     span = get_context().new_exit_span(op=f"Ray/Serve/{app}/{name}.{method}", peer=f"ray-serve/{app}/{name}",
                                        component=Component.Ray)
@@ -90,15 +91,15 @@ def _serve_call(handle: Any, method: str, stream: bool, call: Callable[[], Any],
         span.tag(TagRayApp(app)).tag(TagRayDeployment(name)).tag(TagRayMethod(method))
         if stream:
             span.tag(TagRayStream("true"))
-        headers = {item.key: item.val for item in span.inject()} or None
-        _put(metadata, headers)
-        token = _serve_headers.set(headers)
+        ctx = handoff.capture(span)
+        _put(metadata, ctx)
+        token = _serve_ctx.set(ctx)
         try:
             response = call()
         finally:
-            _serve_headers.reset(token)
+            _serve_ctx.reset(token)
         span.prepare_async()
-    return span, response, headers
+    return span, response, ctx
 
 
 def _handle_remote(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -129,8 +130,8 @@ def _handle_dispatch(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any
 def _send_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``RunningReplica.try_send_request(pending_request, ...)`` (2.55+): the router rebuilt the metadata
     with ``dataclasses.replace`` for ``dispatch``, dropping our attribute; the router's task still runs in
-    a copy of the caller's context, so attach the headers again."""
-    if _serve_headers.get():
+    a copy of the caller's context, so attach the ctx again."""
+    if _serve_ctx.get():
         request = args[0] if args else kwargs.get("pr")
         metadata = getattr(request, "metadata", None)
         if metadata is not None and not hasattr(metadata, META_ATTR):
@@ -143,10 +144,10 @@ def _handle_broadcast(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> An
     nothing until ``results()``/``results_async()``; the span ends when they return (or raise), or when
     the response is dropped uncollected."""
     method = args[0] if args else kwargs.get("method_name", "__call__")
-    span, response, headers = _serve_call(instance, str(method), False, lambda: wrapped(*args, **kwargs))
+    span, response, ctx = _serve_call(instance, str(method), False, lambda: wrapped(*args, **kwargs))
     try:
         span.tag(TagRayBroadcast("true"))
-        response._skywalking_call = (span, headers)
+        response._skywalking_call = (span, ctx)
         weakref.finalize(response, span.async_finish)
     except Exception:
         span.async_finish()
@@ -154,8 +155,8 @@ def _handle_broadcast(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> An
 
 
 def _broadcast_results(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    span, headers = getattr(instance, "_skywalking_call", (None, None))
-    token = _serve_headers.set(headers)  # the fan-out is scheduled now, in a copy of this context
+    span, ctx = getattr(instance, "_skywalking_call", (None, None))
+    token = _serve_ctx.set(ctx)  # the fan-out is scheduled now, in a copy of this context
     try:
         return wrapped(*args, **kwargs)
     except Exception:
@@ -163,14 +164,14 @@ def _broadcast_results(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> A
             span.error_occurred = True
         raise
     finally:
-        _serve_headers.reset(token)
+        _serve_ctx.reset(token)
         if span is not None:
             span.async_finish()
 
 
 async def _broadcast_results_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    span, headers = getattr(instance, "_skywalking_call", (None, None))
-    token = _serve_headers.set(headers)
+    span, ctx = getattr(instance, "_skywalking_call", (None, None))
+    token = _serve_ctx.set(ctx)
     try:
         return await wrapped(*args, **kwargs)
     except Exception:
@@ -178,7 +179,7 @@ async def _broadcast_results_async(wrapped: Any, instance: Any, args: Any, kwarg
             span.error_occurred = True
         raise
     finally:
-        _serve_headers.reset(token)
+        _serve_ctx.reset(token)
         if span is not None:
             span.async_finish()
 
@@ -226,8 +227,9 @@ def _response_await(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return marked(wrapped(*args, **kwargs))
 
 
-def _put(metadata: Any, headers: dict[str, str] | None) -> None:
-    """Attach ``headers`` to Serve's ``RequestMetadata`` (our extra attribute, pickled with it)."""
+def _put(metadata: Any, headers: Any) -> None:
+    """Attach a handoff or HTTP ``headers`` to Serve's ``RequestMetadata`` (our extra attribute, pickled
+    with it)."""
     if headers and metadata is not None:
         try:
             setattr(metadata, META_ATTR, headers)
@@ -236,8 +238,8 @@ def _put(metadata: Any, headers: dict[str, str] | None) -> None:
 
 
 def _attach(metadata: Any) -> None:
-    """Attach the calling span's headers (set around the handle call) to Serve's ``RequestMetadata``."""
-    _put(metadata, _serve_headers.get())
+    """Attach the calling span's handoff (set around the handle call) to Serve's ``RequestMetadata``."""
+    _put(metadata, _serve_ctx.get())
 
 
 def _request_metadata(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -319,7 +321,10 @@ def _http_op(metadata: Any) -> str:
 @contextmanager
 def _serve_entry(inner: Any, replica: Any, metadata: Any) -> Iterator[Any]:
     """The replica's entry span around Serve's own request wrapper (unary, streaming and HTTP)."""
-    carrier = inbound_carrier((getattr(metadata, META_ATTR, None) or {}).get)
+    value = getattr(metadata, META_ATTR, None)
+    # a handle call's handoff, or the HTTP headers an ingress request arrived with
+    carrier = inbound_carrier(value.get) if isinstance(value, dict) else handoff.HandoffCarrier(value) if value \
+        else None
     app, name = _deployment(replica)
     method = getattr(metadata, "call_method", "__call__")
     http = getattr(metadata, "is_http_request", False)
@@ -347,10 +352,7 @@ def _replica_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             app, name = _deployment(instance)
             service = pattern.format(app=app, deployment=name)
             if service != config.agent_name:
-                agent.stop()
-                config.agent_name = service
-                config.agent_instance_name = f"{service}-{getattr(replica_id, 'unique_id', os.getpid())}"
-                agent.start()
+                agent.set_identity(service, f"{service}-{getattr(replica_id, 'unique_id', os.getpid())}")
     except Exception:
         logger.warning("sw_ray: could not rename the replica's service", exc_info=True)
     return result

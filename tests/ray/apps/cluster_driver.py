@@ -31,7 +31,7 @@ class Remote:
 
 
 def main() -> None:
-    config.init(agent_name="ray-cluster", agent_collector_backend_services=sys.argv[1], agent_register_wait=15,
+    config.init(agent_name="ray-cluster", agent_collector_backend_services=sys.argv[1],
                 agent_collector_heartbeat_period=1, agent_logging_level="WARNING")
     agent.start()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"head": 1}})

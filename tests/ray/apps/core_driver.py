@@ -72,7 +72,7 @@ class Counter:
 
 
 def main() -> None:
-    config.init(agent_name="ray-core", agent_collector_backend_services=sys.argv[1], agent_register_wait=15,
+    config.init(agent_name="ray-core", agent_collector_backend_services=sys.argv[1],
                 agent_collector_heartbeat_period=1, agent_logging_level="WARNING")
     late = sys.argv[2:] == ["late-agent"]  # ray.init() first: workers get no agent (callees without the plugin)
     otel = {}

@@ -108,7 +108,7 @@ def main() -> None:
     direct = sys.argv[3:] == ["direct"]
     if direct:  # read by Serve in every process of the local cluster, which inherits the driver's environment
         os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
-    config.init(agent_name="ray-driver", agent_collector_backend_services=backend, agent_register_wait=15,
+    config.init(agent_name="ray-driver", agent_collector_backend_services=backend,
                 agent_collector_heartbeat_period=1, agent_logging_level="WARNING")
     agent.start()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")

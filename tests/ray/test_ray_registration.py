@@ -1,0 +1,51 @@
+"""Ray workers and the OAP: a fresh worker traces its first task at once, with the OAP down, and registers
+only because it traced something (issue 10, findings 4 and 5)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tests.protocol.procs import ROOT, Collector, clean_env, free_port
+from tests.ray.driver import run_driver
+
+DRIVER = Path(__file__).parent / "apps" / "oap_down_driver.py"
+
+
+def test_first_task_does_not_wait_for_a_down_oap() -> None:
+    baseline = run_driver(DRIVER, "127.0.0.1:1", "none")["latency"]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(DRIVER), f"127.0.0.1:{port}", "agent"], env=clean_env(), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore
+    collector = None
+    try:
+        result = json.loads(lines.get(timeout=180))
+        oap_up_ms = time.time() * 1000
+        collector = Collector(grpc_port=port)
+        segments = collector.trace(result["trace"], 2)["segments"]  # held while the OAP was down, then sent
+        ((worker, entry),) = [(seg, s) for seg in segments for s in seg["spans"]
+                              if s["spanType"] == "Entry" and s["operationName"] == "Ray/Task/first"]
+        assert entry["refs"]  # linked to the driver's exit span
+        assert entry["startTime"] < oap_up_ms  # traced while the OAP was down: nothing waited for it
+        assert f"-pid:{result['worker_pid']}@" in worker["serviceInstance"]
+        # a down OAP delays no worker: within scheduling noise of the run without the agent (it was 6 s before)
+        assert result["latency"] < baseline + 1.5, (result["latency"], baseline)
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()[-3000:]  # type: ignore[union-attr]
+        collector.settled()
+        # one instance per process that traced: the driver and the one worker; Ray's idle workers none
+        instances = [i for i in collector.api("/api/inventory")["instances"] if i["service"] == "ray-oap-down"]
+        assert sorted(i["name"] for i in instances) == sorted({seg["serviceInstance"] for seg in segments})
+        assert len(instances) == 2 and collector.api("/api/drops") == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if collector is not None:
+            collector.stop()
