@@ -148,6 +148,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("plugin_ray_serve_service_name", str, "{deployment}",
            "Ray Serve: the service name each replica reports under; `{app}` and `{deployment}` are replaced. "
            "Empty keeps the driver's service name."),
+    Option("plugin_ray_spool", bool, True,
+           "Ray workers write each finished segment ahead to a node-local spool (`skywalking-spool` in the Ray "
+           "session directory) so that a worker Ray force-kills loses nothing that finished: another agent "
+           "process on the node delivers what it left within seconds. Costs one small file write per segment."),
     Option("plugin_ray_trace_system_processes", bool, False,
            "Ray: also trace Ray's own processes (dashboard, dashboard agent, runtime-env agent, monitors) when the "
            "agent is loaded into every Python process (`sw-python run`, `SW_AGENT_AUTOSTART` on a node). Off, their "

@@ -110,6 +110,11 @@ class SkyWalkingAgent:
     def started(self) -> bool:
         return self._started_pid == os.getpid()
 
+    @property
+    def reporter(self) -> Reporter | None:
+        """The reporter segments go to while started."""
+        return self._reporter if self.started() else None
+
     def set_identity(self, service: str | None = None, instance: str | None = None) -> None:
         """Report as ``service`` (``agent_name``) and/or ``instance`` (``agent_instance_name``) from now on.
         Segments already started keep the identity they started with; a new identity registers with the OAP

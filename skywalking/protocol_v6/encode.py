@@ -3,7 +3,8 @@
 What OAP 6.6.0 needs (spec §0.1, §2.10, §8) and how it is met here:
 
 * only the integer ``componentId`` is sent, never the ``component`` string;
-* ids are the segment's three int64 parts; exactly one global trace id;
+* ids are the segment's three int64 parts; one global trace id, or several for a segment that joined
+  several traces (a batch), the primary one last (the OAP files the segment under the last);
 * ``serviceId`` / ``serviceInstanceId`` and the instances refs point at are ids the OAP issued (``Ids``),
   looked up from the identities the segment names at the time it is encoded; a segment naming an identity
   without ids yet is not encoded (``Unresolved``, which lists them: the reporter registers them and
@@ -62,7 +63,9 @@ def encode(segment: Segment, ids: Ids) -> UpstreamSegment:
                         spans=[_span(span, ids, endpoints) for span in segment.spans],
                         serviceId=service_id, serviceInstanceId=instance_id,
                         isSizeLimited=segment.is_size_limited)
-    return UpstreamSegment(globalTraceIds=[UniqueId(idParts=segment.related_traces[0].parts)],
+    traces = segment.related_traces  # the primary trace last: the OAP files the segment under the last one
+    ids = [UniqueId(idParts=t.parts) for t in (*traces[1:], traces[0]) if t.parts is not None]
+    return UpstreamSegment(globalTraceIds=ids,
                            segment=obj.SerializeToString())
 
 

@@ -11,6 +11,9 @@
   instance properties and keep-alive.
 * v6 segments name processes by identity; a segment whose identities have no OAP ids yet is held (bounded
   by the same buffer size, overflow counted) and encoded again once the registry has published them.
+* With a spool attached (``attach_spool``; Ray workers), ``report()`` also writes the segment ahead to a
+  node-local file, segments are marked done there once sent or dropped, what a stop could not send stays
+  for the next agent on the node, and the manager thread delivers what dead processes left behind.
 * Both threads run inside ``suppress_tracing()``: the agent never traces its own calls.
 * ``stop(timeout)`` flushes what it can within ``timeout`` and never raises.
 """
@@ -37,6 +40,7 @@ from skywalking.trace.context import suppress_tracing
 from skywalking.trace.identity import Identity, Unresolved
 
 if TYPE_CHECKING:
+    from skywalking.reporter.spool import Spool
     from skywalking.trace.segment import Segment
 
 BATCH = 2000  # segments per collect stream (fewer streams: ~25 % more throughput than 500)
@@ -46,6 +50,7 @@ BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
 IDLE_WAIT = 0.5  # seconds the sender sleeps when the queue is empty (woken early by report())
 STREAMS = 16  # concurrent collect streams per batch: their writes complete together, one loop wake-up for several
 LINGER = 0.2  # seconds the sender lets segments accumulate after waking: one stream per batch, not per segment
+SPOOL_SCAN = 5.0  # seconds between looks for spools left by dead processes
 HELD_POLL = 0.05  # seconds between looks at the registry while stopping with segments waiting for ids
 
 
@@ -349,6 +354,9 @@ class GrpcReporter(Reporter):
         self._held: deque[Segment] = deque()  # waiting for ids (v6)
         self._held_version = -1
         self._demanded = False
+        self.spool: Spool | None = None
+        self._write_ahead = False
+        self._next_scan = 0.0
         self._wake = threading.Event()
         self._manage_wake = threading.Event()
         self._stopping = threading.Event()
@@ -371,16 +379,20 @@ class GrpcReporter(Reporter):
         if not self._demanded:
             self._demanded = True
             self.protocol.demand()
+        if self._write_ahead:
+            segment.spool_seq = self.spool.append(segment)  # type: ignore[union-attr]
         queue = self._queue
         if len(queue) >= self.max_queue:
-            self._drop(1, "queue full")
+            self._drop(1, "queue full", (segment,))
             return False
         queue.append(segment)
         if not self._wake.is_set():
             self._wake.set()
         return True
 
-    def _drop(self, n: int, why: str) -> None:
+    def _drop(self, n: int, why: str, segments: Any = ()) -> None:
+        if self.spool is not None and segments:
+            self.spool.done([s.spool_seq for s in segments])
         self.dropped[why] = self.dropped.get(why, 0) + n
         self._drop_log.log(time.monotonic(), "dropped %d segment(s): %s (total dropped: %d)", n, why,
                            sum(self.dropped.values()))
@@ -388,7 +400,9 @@ class GrpcReporter(Reporter):
     def stats(self) -> dict[str, Any]:
         from skywalking.trace.tracer import TRACER
 
+        spool = self.spool
         return {"queued": len(self._queue), "held": len(self._held), "sent": self.sent, "dropped": dict(self.dropped),
+                "spooled": spool.pending() if spool else 0, "recovered": spool.recovered if spool else 0,
                 "failures": self.failures, "backend": self.conn.target, "instance_id": self.instance_id,
                 "sw6_headers_skipped": TRACER.sw6_skipped, **self.protocol.stats()}
 
@@ -404,6 +418,14 @@ class GrpcReporter(Reporter):
     def wake_manager(self) -> None:
         self._manage_wake.set()
 
+    def attach_spool(self, spool: Spool, write_ahead: bool = True) -> None:
+        """Deliver what dead processes left in ``spool``'s directory and, with ``write_ahead``, write this
+        process's segments ahead to it from now on."""
+        self.spool = spool
+        self._write_ahead = write_ahead
+        self._next_scan = 0.0
+        self._manage_wake.set()
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -417,18 +439,29 @@ class GrpcReporter(Reporter):
 
     def stop(self, timeout: float = 5.0) -> None:
         try:
+            if self.spool is not None:  # e.g. a driver after ray.shutdown(): the workers Ray killed left these
+                self.spool.recover(self.report)
             self._stop_deadline = time.monotonic() + timeout
             self._stopping.set()
             self._wake.set()
             self._manage_wake.set()
             for thread in self._threads:
                 thread.join(max(0.0, self._stop_deadline - time.monotonic()))
-            left = len(self._queue)
-            if left:
-                self._drop(left, "not sent before stop")
-            if self._held:
-                self._drop(len(self._held), "not sent before stop: instance not registered with the OAP")
-                self._held.clear()
+            left = len(self._queue) + len(self._held)
+            spool = self.spool
+            if spool is not None:
+                kept = spool.pending()
+                spool.close(delivered_everything=kept == 0)
+                if kept:
+                    logger.info("%d segment(s) not sent before stop stay in %s for the next agent on this node",
+                                kept, spool.path)
+            elif left:
+                if self._queue:
+                    self._drop(len(self._queue), "not sent before stop")
+                if self._held:
+                    self._drop(len(self._held), "not sent before stop: instance not registered with the OAP")
+            self._queue.clear()
+            self._held.clear()
             self.conn.close()
         except Exception:
             logger.exception("reporter failed to stop cleanly")
@@ -439,9 +472,12 @@ class GrpcReporter(Reporter):
         backoff = Backoff()
         with suppress_tracing():
             while not self._stopping.is_set() or self._awaiting_ids():
+                self._scan_spools()
                 channel, generation = self.conn.channel()
                 try:
                     delay = self.protocol.manage(channel, generation)
+                    if self.spool is not None:
+                        delay = min(delay, max(0.0, self._next_scan - time.monotonic()))
                     backoff.reset()
                 except grpc.RpcError as e:
                     self._failed(generation, e)
@@ -451,6 +487,13 @@ class GrpcReporter(Reporter):
                     delay = backoff.next()
                 self._manage_wake.wait(delay)
                 self._manage_wake.clear()
+
+    def _scan_spools(self) -> None:
+        spool = self.spool
+        if spool is None or self._stopping.is_set() or time.monotonic() < self._next_scan:
+            return
+        self._next_scan = time.monotonic() + SPOOL_SCAN
+        spool.recover(self.report)
 
     def _awaiting_ids(self) -> bool:
         """Stopping with segments that wait for ids: registration goes on until the stop deadline."""
@@ -492,7 +535,8 @@ class GrpcReporter(Reporter):
                     if "shutdown" not in str(e):
                         raise
                     # CPython 3.12.0/3.12.1 refuse new threads once exit began; grpc needs one per stream
-                    self._drop(len(batch) + len(self._queue), "interpreter exiting: cannot open a stream")
+                    self._drop(len(batch) + len(self._queue), "interpreter exiting: cannot open a stream",
+                               [*batch, *self._queue] if self.spool is None else ())  # a spool keeps them
                     self._queue.clear()
                     return
                 except Exception:
@@ -522,8 +566,7 @@ class GrpcReporter(Reporter):
     def _hold(self, segment: Segment) -> None:
         self._held.append(segment)
         if len(self._held) > self.max_queue:
-            self._held.popleft()
-            self._drop(1, "instance not registered with the OAP and the buffer is full")
+            self._drop(1, "instance not registered with the OAP and the buffer is full", (self._held.popleft(),))
 
     def _send(self, batch: list[Segment], timeout: float) -> bool:
         """Encode and send ``batch``; on return it holds only the segments that were encoded (the ones to
@@ -538,10 +581,10 @@ class GrpcReporter(Reporter):
                 self.protocol.want(e.identities)
                 self._hold(segment)
             except ValueError as e:
-                self._drop(1, f"not accepted by the backend ({e})")
+                self._drop(1, f"not accepted by the backend ({e})", (segment,))
             except Exception:
                 logger.exception("failed to encode a segment")
-                self._drop(1, "encoding failed")
+                self._drop(1, "encoding failed", (segment,))
         batch[:] = sent_batch
         if not messages:
             return True
@@ -567,15 +610,16 @@ class GrpcReporter(Reporter):
         self.sent += len(messages)
         for segment in sent_batch:
             self.protocol.sent(segment)
+        if self.spool is not None:
+            self.spool.done([s.spool_seq for s in sent_batch])
         return True
 
     def _requeue(self, batch: list[Segment]) -> None:
         self._queue.extendleft(reversed(batch))
         excess = len(self._queue) - self.max_queue
-        for _ in range(max(0, excess)):
-            self._queue.popleft()
         if excess > 0:
-            self._drop(excess, "queue full while the backend is unreachable")
+            self._drop(excess, "queue full while the backend is unreachable",
+                       [self._queue.popleft() for _ in range(excess)])
 
     def _failed(self, generation: int, error: grpc.RpcError) -> None:
         self.failures += 1

@@ -372,6 +372,21 @@ class SpanContext:
             return  # OAP 6.6.0 drops entry spans whose refs lack a network address (§8.5)
         span.refs = [*span.refs, snapshot.to_ref(self.segment.identity)]
 
+    def join(self, snapshots: list[Snapshot | None]) -> None:
+        """Link the active (local or exit) span to several snapshots, e.g. a batch that serves several
+        requests: one CrossThread ref each; the segment belongs to every one of their traces, the first one
+        primary (under v6 the OAP files a segment under one trace, the primary)."""
+        span = self.active_span
+        valid = [s for s in snapshots if s is not None and s.is_valid()]
+        if span is None or span.kind is _ENTRY or not valid:
+            return
+        seg = self.segment
+        seg.relate(valid[0].trace_id)
+        for snap in valid[1:]:
+            if snap.trace_id not in seg.related_traces:
+                seg.related_traces.append(snap.trace_id)
+        span.refs = [*span.refs, *(snap.to_ref(seg.identity) for snap in valid)]
+
     def _link_info(self) -> tuple[ID, ID, str | None, bool, SegmentRef | None] | None:
         """(trace id, segment id, first op, first is entry, first ref) of the live or last segment."""
         seg = self._segment

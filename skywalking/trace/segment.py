@@ -59,7 +59,7 @@ class SegmentRef(SlotRecord):
 class Segment:
     """Finished spans of one context, in finish order (children first, as the Java agent sends)."""
 
-    __slots__ = ("identity", "is_size_limited", "related_traces", "segment_id", "spans", "timestamp")
+    __slots__ = ("identity", "is_size_limited", "related_traces", "segment_id", "spans", "spool_seq", "timestamp")
 
     def __init__(self, segment_id: ID, trace_id: ID, timestamp: int, identity: Identity = NO_IDENTITY) -> None:
         self.segment_id = segment_id
@@ -68,6 +68,7 @@ class Segment:
         self.timestamp = timestamp  # epoch ms
         self.is_size_limited = False
         self.identity = identity  # the process identity when the segment started
+        self.spool_seq = 0  # its record in the reporter's spool (0: none)
 
     def relate(self, trace_id: ID) -> None:
         """Adopt a propagated trace id in place of the generated one."""

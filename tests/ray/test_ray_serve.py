@@ -78,6 +78,39 @@ def test_handle_call_from_the_driver(run: tuple[Collector, dict[str, Any]]) -> N
     assert seg["service"] == "ray-driver" and exit_span["operationName"] == "Ray/Serve/default/Downstream.hello"
 
 
+def test_a_batch_carries_a_ref_to_every_request_it_served(run: tuple[Collector, dict[str, Any]]) -> None:
+    """``@serve.batch``: three requests from three traces served by one call of the batched method. Its segment
+    has one ref per request (to that request's entry span in the replica), joins all three traces, and the
+    calls it makes are its own children, not the first request's."""
+    collector, results = run
+    assert [r["body"] for r in results["batch"]] == [3, 103, 203]
+    traces = {r["trace"] for r in results["batch"]}
+    entries = {}  # request trace -> (segment, entry span) of the batched call in the replica
+    for trace_id in traces:
+        trace = collector.trace(trace_id, 2)
+        (found,) = [(seg, s) for seg, s in spans(trace) if seg["service"] == "Downstream" and s["spanType"] == "Entry"]
+        entries[trace_id] = found
+
+    def batch_segment() -> dict[str, Any] | None:
+        return next((seg for seg in collector.api("/api/segments?service=Downstream")
+                     if any(s["operationName"].startswith("Ray/Serve/batch/") for s in seg["spans"])), None)
+
+    from tests.protocol.procs import wait_for
+
+    seg = wait_for(batch_segment, what="the batch's segment")
+    batch_span = next(s for s in seg["spans"] if s["operationName"] == "Ray/Serve/batch/Downstream.batched")
+    assert {t["key"]: t["value"] for t in batch_span["tags"]}["ray.batch_size"] == "3"
+    assert sorted((r["refType"], r["parentTraceSegmentId"], r["parentSpanId"]) for r in batch_span["refs"]) == sorted(
+        ("CrossThread", entry_seg["segmentId"], entry["spanId"]) for entry_seg, entry in entries.values())
+    assert set(seg["globalTraceIds"]) == traces and seg["traceId"] in traces
+    (task_call,) = [s for s in seg["spans"] if s["operationName"] == "Ray/Task/total"]
+    assert task_call["spanType"] == "Exit" and task_call["parentSpanId"] == batch_span["spanId"]
+    task_trace = collector.trace(seg["traceId"], 4)
+    (task_entry,) = [s for _, s in spans(task_trace)
+                     if s["spanType"] == "Entry" and s["operationName"] == "Ray/Task/total"]
+    assert task_entry["refs"][0]["parentTraceSegmentId"] == seg["segmentId"]
+
+
 def test_nothing_the_oap_would_drop(run: tuple[Collector, dict[str, Any]]) -> None:
     collector, _ = run
     collector.settled()

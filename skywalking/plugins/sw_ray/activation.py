@@ -76,7 +76,10 @@ def ray_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             kwargs = {**kwargs, "runtime_env": with_tracing(kwargs.get("runtime_env"), job_runtime_env())}
         except Exception:
             logger.warning("sw_ray: could not add the worker setup hook", exc_info=True)
-    return wrapped(*args, **kwargs)
+    context = wrapped(*args, **kwargs)
+    if agent.started():
+        core.ensure_spool(write_ahead=False)  # a driver on a node delivers what killed workers left there too
+    return context
 
 
 def main_loop(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -102,6 +105,7 @@ def start_in_worker(preloaded: bool = False) -> None:
         node = ray.get_runtime_context().get_node_id() or "node"
         config.agent_instance_name = f"{config.agent_name}-{node[:8]}-{os.getpid()}"
         agent.start()
+        core.ensure_spool()
     except Exception:
         logger.warning("sw_ray: the agent did not start in this worker", exc_info=True)
 

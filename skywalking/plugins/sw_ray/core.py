@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from skywalking import Component, Layer, config
+from skywalking import Component, Layer, agent, config
 from skywalking.loggings import logger
 from skywalking.trace import handoff
 from skywalking.trace.context import get_context
@@ -80,9 +81,41 @@ def is_ray_internal(func: Any) -> bool:
     return module == "ray" or module.startswith("ray.")
 
 
+SPOOL_DIR = "skywalking-spool"  # in the Ray session directory: node-local, shared by the session's workers
+_spool_attached = False
+
+
+def ensure_spool(write_ahead: bool = True) -> None:
+    """Attach the node's spool to the reporter once (``plugin_ray_spool``): a worker writes its segments ahead
+    to it, a driver on a node of the cluster (``write_ahead=False``: Ray does not kill drivers) only delivers
+    what killed workers left there. Never raises."""
+    global _spool_attached
+    if _spool_attached:
+        return
+    _spool_attached = True
+    reporter = agent.agent.reporter
+    if not config.plugin_ray_spool or reporter is None or not hasattr(reporter, "attach_spool"):
+        return
+    try:
+        from ray._private import worker as ray_worker  # no public API names the session directory
+
+        from skywalking.reporter.spool import Spool
+
+        node = getattr(ray_worker.global_worker, "node", None)
+        if node is None:  # a driver connected to a remote cluster (Ray Client): no node-local directory
+            return
+        session = node.get_session_dir_path()
+        reporter.attach_spool(Spool(os.path.join(session, SPOOL_DIR)), write_ahead)
+    except Exception:
+        logger.warning("sw_ray: no segment spool in this worker; a force-killed worker may lose up to 0.2 s of "
+                       "segments", exc_info=True)
+
+
 # -- callee side ------------------------------------------------------------------------------
 
 def _enter(op: str, kwargs: dict[str, Any]) -> Any:
+    if not _spool_attached:
+        ensure_spool()
     value = kwargs.pop(KEY, None)
     span = get_context().new_entry_span(op=op, carrier=handoff.HandoffCarrier(value) if value else None)
     span.layer, span.component = Layer.RPCFramework, Component.Ray

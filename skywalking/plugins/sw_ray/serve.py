@@ -20,13 +20,14 @@ from typing import Any
 from skywalking import Component, Layer, agent, config
 from skywalking.loggings import logger
 from skywalking.plugins._http import raw_headers
+from skywalking.plugins.sw_ray import batch, core
 from skywalking.trace import handoff
 from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
 from skywalking.trace.tags import Tag
 
 META_ATTR = "_skywalking_ctx"  # attribute added to Serve's RequestMetadata (pickled on its own, not user args)
-_serve_ctx: ContextVar[dict[str, str] | None] = ContextVar("skywalking_serve_ctx", default=None)
+_serve_ctx: ContextVar[Any] = ContextVar("skywalking_serve_ctx", default=None)  # the handoff of the call being made
 
 
 class TagRayApp(Tag):
@@ -355,6 +356,8 @@ def _replica_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 agent.set_identity(service, f"{service}-{getattr(replica_id, 'unique_id', os.getpid())}")
     except Exception:
         logger.warning("sw_ray: could not rename the replica's service", exc_info=True)
+    if agent.started():
+        core.ensure_spool()
     return result
 
 
@@ -395,3 +398,4 @@ def install(plugin: Any) -> None:
     if hasattr(replica.Replica, "get_asgi_tracing_context"):  # direct ingress
         plugin.wrap(replica, "Replica.get_asgi_tracing_context", _asgi_tracing_context)
     plugin.wrap(replica, "Replica.__init__", _replica_init)
+    batch.install(plugin)

@@ -24,8 +24,18 @@ from skywalking.trace.context import get_context, suppress_tracing
 app = FastAPI()
 
 
+@ray.remote(num_cpus=0)
+def total(xs):
+    return sum(xs)
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
 class Downstream:
+    @serve.batch(max_batch_size=3, batch_wait_timeout_s=5)
+    async def batched(self, xs):
+        whole = await total.remote(xs)  # a call made by the batch, on behalf of all its requests
+        return [x * 100 + whole for x in xs]
+
     async def hello(self, name):
         return f"hello {name}"
 
@@ -131,6 +141,12 @@ def main() -> None:
         with ctx.new_entry_span(op="/driver/handle"):
             value = handle.hello.remote("driver").result()
             results["handle"] = {"trace": str(ctx.segment.related_traces[0]), "body": value}
+        batch = []  # three requests, three traces, served by one @serve.batch call
+        for i in range(3):
+            ctx = get_context()
+            with ctx.new_entry_span(op=f"/driver/batch/{i}"):
+                batch.append((str(ctx.segment.related_traces[0]), handle.batched.remote(i)))
+        results["batch"] = [{"trace": trace, "body": response.result()} for trace, response in batch]
     print(json.dumps(results), flush=True)
     time.sleep(2)  # Ray kills workers at shutdown: let their reporters send the last batch
     serve.shutdown()

@@ -1,5 +1,5 @@
 """Ray workers and the OAP: a fresh worker traces its first task at once, with the OAP down, and registers
-only because it traced something (issue 10, findings 4 and 5)."""
+only because it traced something; a force-killed worker loses nothing that finished (issue 10, findings 4-6)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,20 @@ def test_first_task_does_not_wait_for_a_down_oap() -> None:
         proc.wait()
         if collector is not None:
             collector.stop()
+
+
+def test_a_sigkilled_worker_loses_nothing_that_finished() -> None:
+    """Ray force-kills workers (shutdown, scale-down, replica restarts). The task's segment was written ahead to
+    the node's spool when it finished; another worker of the session delivers it, under the killed worker's
+    identity (registered on its behalf), linked to the driver's exit span."""
+    collector = Collector()
+    try:
+        result = run_driver(Path(__file__).parent / "apps" / "sigkill_driver.py", collector.grpc)
+        segments = collector.trace(result["trace"], 2)["segments"]
+        ((victim, entry),) = [(seg, s) for seg in segments for s in seg["spans"]
+                              if s["spanType"] == "Entry" and s["operationName"] == "Ray/Task/victim"]
+        assert entry["refs"] and f"-pid:{result['victim_pid']}@" in victim["serviceInstance"]
+        collector.settled()
+        assert collector.api("/api/drops") == []
+    finally:
+        collector.stop()
