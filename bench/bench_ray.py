@@ -1,6 +1,7 @@
 """Ray benchmark, run by run.py in alternating sessions: ``--plugin off`` (no agent), ``--plugin trace-only``
-(every worker and replica traced, nothing sent) and ``--plugin on`` (traced, reporting v6 to the bundled
-collector). The agent is started in the driver only; ray.init() carries it into every worker.
+(every worker and replica traced, nothing sent), ``--plugin on`` (traced, reporting v6 to the bundled
+collector, workers writing ahead to the node spool) and ``--plugin on-no-spool`` (the same without the spool).
+The agent is started in the driver only; ray.init() carries it into every worker.
 
 Measures the median of N calls of: a Serve handle call from the driver, an HTTP request through Serve's
 proxy, a Ray task round trip and an actor method round trip. Prints one JSON line.
@@ -106,7 +107,7 @@ def measure(calls: dict[str, Callable[[], Any]], n: int, warmup_s: float,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plugin", choices=("on", "trace-only", "off"), required=True)
+    parser.add_argument("--plugin", choices=("on", "on-no-spool", "trace-only", "off"), required=True)
     parser.add_argument("--collector", default="")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--calls", type=int, default=300)
@@ -115,11 +116,11 @@ def main() -> int:
     result: dict[str, Any] = {"plugin": args.plugin, "python": platform.python_version(), "ray": ray.__version__,
                               "calls": args.calls, "ok": False}
     try:
-        if args.plugin == "on":
+        if args.plugin in ("on", "on-no-spool"):
             from skywalking import agent, config
 
             config.init(agent_name="bench-ray", agent_collector_backend_services=args.collector,
-                        agent_logging_level="WARNING")
+                        agent_logging_level="WARNING", plugin_ray_spool=args.plugin == "on")
             agent.start()
         elif args.plugin == "trace-only":  # v8 (no registration) to a closed port: spans built, nothing sent
             from skywalking import agent, config

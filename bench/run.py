@@ -271,7 +271,9 @@ def reporter_benchmarks(args: argparse.Namespace, upstream_ok: bool, soak: tuple
     return bool(results['ours (v6)'].get('ok'))
 
 
-RAY_MODES = {'off': 'no agent', 'trace-only': 'traced, nothing sent', 'on': 'traced and reported'}
+RAY_MODES = {'off': 'no agent', 'trace-only': 'traced, nothing sent', 'on': 'traced and reported (workers spool)',
+             'on-no-spool': 'traced and reported, plugin_ray_spool off'}
+ADDED = ('trace-only', 'on', 'on-no-spool')
 
 
 def ray_benchmarks(calls: int, rounds: int) -> bool:
@@ -297,9 +299,10 @@ def ray_benchmarks(calls: int, rounds: int) -> bool:
         collector.stop()
     print(f'### ray: median of {calls} calls per session, then median over {rounds} alternating sessions per mode '
           f'({", ".join(f"{m} = {d}" for m, d in RAY_MODES.items())})\n')
-    print('| call | latency ms: off | trace-only | on | added: trace-only | on | CPU ms/call, all Ray processes: off '
-          '| trace-only | on | added: trace-only | on |')
-    print('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    modes, added_modes = ' | '.join(RAY_MODES), ' | '.join(ADDED)
+    print(f'| call | latency ms: {modes} | added: {added_modes} | CPU ms/call, all Ray processes: {modes} '
+          f'| added: {added_modes} |')
+    print('|---|' + '---:|' * (2 * (len(RAY_MODES) + len(ADDED))))
     summary: dict[str, Any] = {}
     for name in ('serve_handle', 'serve_http', 'task', 'actor'):
         row = [name]
@@ -308,7 +311,7 @@ def ray_benchmarks(calls: int, rounds: int) -> bool:
             per = {m: [r[metric][name] for r in runs if r.get('ok')] for m, runs in sessions.items()}
             med = {m: statistics.median(v) if v else None for m, v in per.items()}
             base = med['off']
-            added = {m: (med[m] - base) / base * 100 if base and med[m] else None for m in ('trace-only', 'on')}
+            added = {m: (med[m] - base) / base * 100 if base and med[m] else None for m in ADDED}
             summary[name][metric] = {'median': med, 'added_pct': added, 'sessions': per}
             row += [fmt(med[m], '.3f') for m in RAY_MODES] + [f"{fmt(added[m], '+.1f')} %" for m in added]
         print('| ' + ' | '.join(row) + ' |')
@@ -316,10 +319,31 @@ def ray_benchmarks(calls: int, rounds: int) -> bool:
     failed = [r for runs in sessions.values() for r in runs if not r.get('ok')]
     for res in failed:
         print(f"\n{res.get('plugin', '?')} session FAILED: {res.get('error')}")
+    start = ray_start_benchmark(rounds)
     (RESULTS_DIR / 'ray.json').write_text(json.dumps({'summary': summary, 'sessions': sessions,
-                                                      'collector': received}, indent=2) + '\n', encoding='utf-8')
+                                                      'collector': received, 'first_task': start},
+                                                     indent=2) + '\n', encoding='utf-8')
     print(f"\nwrote {(RESULTS_DIR / 'ray.json').relative_to(ROOT)}\n")
-    return not failed
+    return not failed and bool(start)
+
+
+def ray_start_benchmark(rounds: int) -> dict[str, Any]:
+    """A fresh Ray session's first task, without the agent and with it while the OAP is down (nothing listens
+    on the collector address): a worker must not wait for the OAP. Alternating sessions, medians."""
+    runs: dict[str, list[float]] = {'off': [], 'on, OAP down': []}
+    for _ in range(max(3, rounds)):
+        for mode in runs:
+            proc = run([OURS_PYTHON, '-I', BENCH_DIR / 'bench_ray_start.py', '--plugin',
+                        'off' if mode == 'off' else 'on', '--collector', f'127.0.0.1:{_free_port()}'], timeout=300)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+            if lines and json.loads(lines[-1]).get('ok'):
+                runs[mode].append(json.loads(lines[-1])['first_task_ms'])
+    med = {m: statistics.median(v) if v else None for m, v in runs.items()}
+    print(f'### ray: first task of a fresh session, ms (median of {max(3, rounds)} alternating sessions)\n')
+    print('| no agent | agent, OAP down | ratio |\n|---:|---:|---:|')
+    ratio = med['on, OAP down'] / med['off'] if med['off'] and med['on, OAP down'] else None
+    print(f"| {fmt(med['off'], '.1f')} | {fmt(med['on, OAP down'], '.1f')} | {fmt(ratio, '.2f')} |\n")
+    return {'median_ms': med, 'runs_ms': runs, 'ratio': ratio} if all(runs.values()) else {}
 
 
 HTTP_IMPLS = ('baseline', 'upstream', 'ours')

@@ -173,6 +173,11 @@ OPTIONS: tuple[Option, ...] = (
            "v6: when the process registers with the OAP. `eager`: at `agent.start()`. `on-demand`: when it first "
            "has a segment to report or a header to send (processes that trace nothing register nothing). "
            "`auto`: on demand in Ray workers, eager elsewhere.", choices=("auto", "eager", "on-demand")),
+    Option("agent_trace_max_calls_per_span", int, 0,
+           "Trace at most this many outgoing calls (exit spans) under one span; further calls are not traced "
+           "(counted, and logged by the reporter) and neither is anything their callees do: a fan-out of thousands "
+           "of Ray tasks stays one readable trace. 0: no cap besides the 300 spans a segment holds (further spans "
+           "are likewise counted, logged and not traced)."),
     Option("agent_autostart", bool, False,
            "Start the agent when a Python process starts, with no code change and no `sw-python`: the installed "
            "`company_skywalking.pth` reads this variable at interpreter start-up. Meant for environments that "

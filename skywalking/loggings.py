@@ -41,10 +41,12 @@ class RateLimitedLog:
         self._last = float("-inf")
         self._held = 0
 
-    def log(self, now: float, msg: str, *args: object) -> None:
+    def log(self, now: float, msg: str, *args: object) -> bool:
+        """Log now, unless a line went out less than ``interval`` seconds ago; True if it was logged."""
         if now - self._last < self._interval:
             self._held += 1
-            return
+            return False
         held, self._held, self._last = self._held, 0, now
         suffix = f" ({held} similar messages suppressed)" if held else ""
         logger.log(self._level, msg + suffix, *args)
+        return True

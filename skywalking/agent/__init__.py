@@ -184,7 +184,8 @@ def _register_eagerly() -> bool:
 
 def _enable(reporter: Reporter, identity: Identity) -> None:
     context.enable(reporter.report, identity=identity, instance_id=reporter.instance_id,
-                   resolve=reporter.resolve, protocol=config.agent_protocol_version,
+                   resolve=reporter.resolve, note_endpoint=reporter.note_endpoint,
+                   protocol=config.agent_protocol_version,
                    sample_n_per_3_secs=config.sample_n_per_3_secs)
 
 

@@ -182,6 +182,18 @@ class Registry:
             self.want((identity,))
         return 0
 
+    def note_endpoint(self, name: str) -> None:
+        """An entry-span name of this process that another process's ref is about to name: the OAP resolves
+        such names when the callee's segment arrives and drops it if the endpoint does not exist by then, so it
+        is registered now rather than after this process's own segment is sent (it may be long-running)."""
+        if name in self._endpoints or name in self._pending_endpoints:
+            return
+        with self._lock:
+            if len(self._pending_endpoints) >= MAX_PENDING_NAMES:
+                return
+            self._pending_endpoints.add(name)
+        self.wake()
+
     def note_names(self, endpoints: Iterable[str], peers: Iterable[str]) -> None:
         """Names seen in a sent segment; the unknown ones are registered on the next tick."""
         with self._lock:

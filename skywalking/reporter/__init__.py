@@ -26,6 +26,9 @@ class Reporter:
     def resolve(self, identity: Identity) -> int:
         return 0
 
+    def note_endpoint(self, name: str) -> None:
+        """An entry-span name of this process that a propagated context names (sw6: register it early)."""
+
     def wait_ready(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the instance id; True if it is known."""
         return self.instance_id > 0

@@ -50,6 +50,7 @@ BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
 IDLE_WAIT = 0.5  # seconds the sender sleeps when the queue is empty (woken early by report())
 STREAMS = 16  # concurrent collect streams per batch: their writes complete together, one loop wake-up for several
 LINGER = 0.2  # seconds the sender lets segments accumulate after waking: one stream per batch, not per segment
+LIMITS_CHECK = 30.0  # seconds between looks at the span-limit counters (logged when they grew)
 SPOOL_SCAN = 5.0  # seconds between looks for spools left by dead processes
 HELD_POLL = 0.05  # seconds between looks at the registry while stopping with segments waiting for ids
 
@@ -204,6 +205,9 @@ class Protocol:
         """The backend's instance id of ``identity`` (0 if none yet; asked for)."""
         return 0
 
+    def note_endpoint(self, name: str) -> None:
+        """An entry-span name of this process that a propagated context names."""
+
     @property
     def ids_version(self) -> int:
         """Changes whenever new ids arrive (held segments are tried again)."""
@@ -270,6 +274,9 @@ class V6Protocol(Protocol):
 
     def want(self, identities: list[Identity]) -> None:
         self.registry.want(identities)
+
+    def note_endpoint(self, name: str) -> None:
+        self.registry.note_endpoint(name)
 
     def lookup(self, identity: Identity) -> int:
         if identity is self.registry.own:
@@ -367,6 +374,8 @@ class GrpcReporter(Reporter):
         self.dropped: dict[str, int] = {}
         self.failures = 0
         self._drop_log = RateLimitedLog(30.0)
+        self._limit_log = RateLimitedLog(60.0)
+        self._limits_logged = (0, 0)
         self._error_log = RateLimitedLog(30.0)
 
     @property
@@ -404,7 +413,8 @@ class GrpcReporter(Reporter):
         return {"queued": len(self._queue), "held": len(self._held), "sent": self.sent, "dropped": dict(self.dropped),
                 "spooled": spool.pending() if spool else 0, "recovered": spool.recovered if spool else 0,
                 "failures": self.failures, "backend": self.conn.target, "instance_id": self.instance_id,
-                "sw6_headers_skipped": TRACER.sw6_skipped, **self.protocol.stats()}
+                "sw6_headers_skipped": TRACER.sw6_skipped, "spans_over_limit": TRACER.spans_over_limit,
+                "calls_over_cap": TRACER.calls_over_cap, **self.protocol.stats()}
 
     # -- identities ---------------------------------------------------------------------------------
 
@@ -414,6 +424,9 @@ class GrpcReporter(Reporter):
 
     def resolve(self, identity: Identity) -> int:
         return self.protocol.lookup(identity)
+
+    def note_endpoint(self, name: str) -> None:
+        self.protocol.note_endpoint(name)
 
     def wake_manager(self) -> None:
         self._manage_wake.set()
@@ -473,9 +486,11 @@ class GrpcReporter(Reporter):
         with suppress_tracing():
             while not self._stopping.is_set() or self._awaiting_ids():
                 self._scan_spools()
+                self._log_limits()
                 channel, generation = self.conn.channel()
                 try:
                     delay = self.protocol.manage(channel, generation)
+                    delay = min(delay, LIMITS_CHECK)
                     if self.spool is not None:
                         delay = min(delay, max(0.0, self._next_scan - time.monotonic()))
                     backoff.reset()
@@ -487,6 +502,19 @@ class GrpcReporter(Reporter):
                     delay = backoff.next()
                 self._manage_wake.wait(delay)
                 self._manage_wake.clear()
+
+    def _log_limits(self) -> None:
+        """Spans the tracing core did not record because of a limit: counted there, logged here (off the hot
+        path), at most once a minute."""
+        from skywalking.trace.context import SPAN_LIMIT_PER_SEGMENT
+        from skywalking.trace.tracer import TRACER
+
+        now = (TRACER.spans_over_limit, TRACER.calls_over_cap)
+        if now != self._limits_logged and self._limit_log.log(
+                time.monotonic(), "not traced so far: %d span(s) past the %d-span segment limit, %d call(s) past "
+                "agent_trace_max_calls_per_span=%d", now[0], SPAN_LIMIT_PER_SEGMENT, now[1],
+                config.agent_trace_max_calls_per_span):
+            self._limits_logged = now
 
     def _scan_spools(self) -> None:
         spool = self.spool

@@ -25,7 +25,7 @@ from skywalking.trace.ids import ID, new_sw6_id, new_sw8_id
 from skywalking.trace.segment import Segment, SegmentRef
 from skywalking.trace.snapshot import Snapshot
 from skywalking.trace.span import EntrySpan, ExitSpan, IllegalStateError, NoopSpan, Span, _active, entry_view
-from skywalking.trace.tracer import TRACER, no_ids
+from skywalking.trace.tracer import TRACER, no_ids, no_names
 
 __all__ = ["NoopContext", "SpanContext", "get_context", "suppress_tracing"]
 
@@ -38,14 +38,17 @@ _ENTRY, _EXIT = Kind.Entry, Kind.Exit
 
 def enable(reporter: Callable[[Segment], Any], *, identity: Identity, protocol: str = "v6",
            sample_n_per_3_secs: int = 0, instance_id: int = 0,
-           resolve: Callable[[Identity], int] | None = None) -> None:
+           resolve: Callable[[Identity], int] | None = None,
+           note_endpoint: Callable[[str], None] | None = None) -> None:
     """Start tracing: finished segments go to ``reporter`` (called once per segment). ``instance_id`` is the
     OAP's id for ``identity`` if already known; ``resolve`` looks up (and asks for) the id of an identity."""
     t = TRACER
     t.v6 = protocol == "v6"
     set_identity(identity, instance_id)
     t.resolve = resolve if resolve is not None else no_ids
+    t.note_endpoint = note_endpoint if note_endpoint is not None else no_names
     t.sample_limit, t.sample_count, t.sample_window = sample_n_per_3_secs, 0, 0.0
+    t.max_calls = max(0, config.agent_trace_max_calls_per_span)
     _ignored.clear()
     t.reporter = reporter
 
@@ -175,6 +178,8 @@ class SpanContext:
             parent.peer = peer
             parent.component = component
             return parent
+        if TRACER.max_calls and parent is not None and _over_cap(parent):
+            return NoopSpan(NOOP_CONTEXT)
         sid = self._sid
         if parent is not None and sid < SPAN_LIMIT_PER_SEGMENT and _ignored.get(op) is False \
                 and len(op) <= OPERATION_NAME_THRESHOLD:  # the common case: inside a live segment
@@ -205,6 +210,7 @@ class SpanContext:
         sid = self._sid
         if sid >= SPAN_LIMIT_PER_SEGMENT:
             seg.is_size_limited = True
+            TRACER.spans_over_limit += 1  # counted here, logged by the reporter's control thread
             return NoopSpan(NOOP_CONTEXT)
         self._sid = sid + 1
         if op and len(op) > OPERATION_NAME_THRESHOLD:
@@ -409,6 +415,16 @@ class SpanContext:
         snap = Snapshot(segment_id, parent.sid, trace_id, first_op, {},
                         *entry_view(first_op, first_is_entry, first_ref, identity))
         span.refs = [*span.refs, snap.to_ref(identity)]
+
+
+def _over_cap(parent: Span) -> bool:
+    """Count an exit span under ``parent``; True (and counted) past ``agent_trace_max_calls_per_span``."""
+    calls = parent.__dict__.get("_calls", 0) + 1
+    parent.__dict__["_calls"] = calls
+    if calls > TRACER.max_calls:
+        TRACER.calls_over_cap += 1
+        return True
+    return False
 
 
 def _continues(header: SW6 | SW8 | Handoff) -> bool:

@@ -269,6 +269,8 @@ class ExitSpan(Span):
                     if instance_id <= 0 or entry_instance <= 0:
                         TRACER.sw6_skipped += 1
                         continue
+                    if parent[0] == "#":
+                        TRACER.note_endpoint(first.op)  # the callee's ref names it: register it before then
                     trace_b64 = b2a_base64(trace_id.value.encode(), newline=False).decode()
                     seg_b64 = trace_b64 if seg_id is trace_id else \
                         b2a_base64(seg_id.value.encode(), newline=False).decode()

@@ -12,14 +12,19 @@ if TYPE_CHECKING:
     from skywalking.trace.segment import Segment
 
 
+def no_names(name: str) -> None:
+    """``Tracer.note_endpoint`` when no reporter registers names."""
+
+
 def no_ids(identity: Identity) -> int:
     """``Tracer.resolve`` when no reporter issues ids."""
     return 0
 
 
 class Tracer:
-    __slots__ = ("identity", "instance", "instance_id", "reporter", "resolve", "sample_count", "sample_limit",
-                 "sample_window", "service", "sw6_skipped", "v6")
+    __slots__ = ("calls_over_cap", "identity", "instance", "instance_id", "max_calls", "note_endpoint", "reporter",
+                 "resolve",
+                 "sample_count", "sample_limit", "sample_window", "service", "spans_over_limit", "sw6_skipped", "v6")
 
     def __init__(self) -> None:
         self.reporter: Callable[[Segment], Any] | None = None  # None = not tracing
@@ -30,7 +35,12 @@ class Tracer:
         self.instance_id = 0  # sw6: the id the OAP issued for ``identity``; 0 until it has
         # sw6: the OAP id of an identity (0 if not issued yet; asks for it); set by the reporter
         self.resolve: Callable[[Identity], int] = no_ids
+        # sw6: an entry-span name of this process that a propagated context names (registered early)
+        self.note_endpoint: Callable[[str], None] = no_names
         self.sw6_skipped = 0  # sw6 headers not sent because an instance id was not issued yet
+        self.spans_over_limit = 0  # spans not recorded: their segment already had SPAN_LIMIT_PER_SEGMENT
+        self.max_calls = 0  # agent_trace_max_calls_per_span (0: no cap)
+        self.calls_over_cap = 0  # exit spans not recorded: their parent already had max_calls
         self.sample_limit = 0
         self.sample_window = 0.0
         self.sample_count = 0

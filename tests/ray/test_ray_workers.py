@@ -66,3 +66,26 @@ def test_a_sigkilled_worker_loses_nothing_that_finished() -> None:
         assert collector.api("/api/drops") == []
     finally:
         collector.stop()
+
+
+def test_a_fan_out_of_10000_tasks_stays_bounded() -> None:
+    """One span submitting 10 000 tasks: its segment keeps 300 spans (the rest counted), the callees of the calls
+    it did not record trace nothing (no orphan traces), and the plugin holds nothing once the calls are done."""
+    from tests.ray.cluster import segments_of
+
+    n = 10_000
+    collector = Collector()
+    try:
+        result = run_driver(Path(__file__).parent / "apps" / "fanout_driver.py", collector.grpc, str(n), timeout=600)
+        assert result["sum"] == n * (n - 1) // 2
+        assert result["pending_refs"] == 0 and result["spans_over_limit"] == n - 299
+        segments = segments_of(collector, "ray-fanout", 302)  # 2 of the driver, the warm-up leaf, 299 leaves
+        driver = [seg for seg in segments if seg["spans"][-1]["operationName"] == "/fan-out"]
+        assert len(driver) == 1 and len(driver[0]["spans"]) == 300 and driver[0]["isSizeLimited"]
+        fan_trace = [seg for seg in segments if seg["traceId"] == result["trace"]]
+        assert len(fan_trace) == 300  # nothing else: the 9 701 unrecorded calls started no trace of their own
+        assert len({seg["traceId"] for seg in segments}) == 2  # the fan-out and the warm-up call
+        collector.settled()
+        assert len(collector.api("/api/segments?service=ray-fanout")) == 302
+    finally:
+        collector.stop()

@@ -4,6 +4,7 @@ sw6 headers that wait for OAP ids instead of making anyone wait."""
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import pytest
 
@@ -94,3 +95,31 @@ def test_sw6_header_waits_for_ids_and_counts_what_it_skips() -> None:
         assert (header.parent_instance_id, header.entry_instance_id, header.entry_endpoint) == (2, 5, "#/api")
     finally:
         agent.stop()
+
+
+def test_calls_past_the_cap_are_counted_and_their_callees_not_traced(start_agent: Any) -> None:
+    """``agent_trace_max_calls_per_span``: a fan-out records the first N calls; the others are counted, and their
+    handoff tells the callee not to trace either (no thousands of orphan traces)."""
+    rep = start_agent(agent_trace_max_calls_per_span=2)
+    over = TRACER.calls_over_cap
+    values = []
+    with get_context().new_entry_span("/fan"):
+        for _ in range(5):
+            with get_context().new_exit_span("Ray/Task/leaf", "ray", Component.Ray) as exit_span:
+                values.append(handoff.capture(exit_span))
+    (seg,) = rep.segments
+    assert [s.op for s in seg.spans].count("Ray/Task/leaf") == 2 and TRACER.calls_over_cap == over + 3
+    assert values[2:] == [handoff.SKIP] * 3 and all(len(v) == 13 for v in values[:2])
+
+
+def test_spans_past_the_segment_limit_are_counted(reporter: MemoryReporter) -> None:
+    from skywalking.trace.context import SPAN_LIMIT_PER_SEGMENT
+
+    over = TRACER.spans_over_limit
+    with get_context().new_entry_span("/big"):
+        for _ in range(SPAN_LIMIT_PER_SEGMENT + 9):
+            with get_context().new_exit_span("Ray/Task/leaf", "ray", Component.Ray) as exit_span:
+                value = handoff.capture(exit_span)
+    (seg,) = reporter.segments
+    assert len(seg.spans) == SPAN_LIMIT_PER_SEGMENT and seg.is_size_limited
+    assert TRACER.spans_over_limit == over + 10 and value == handoff.SKIP

@@ -26,6 +26,7 @@ from skywalking import Component, Layer, agent, config
 from skywalking.loggings import logger
 from skywalking.trace import handoff
 from skywalking.trace.context import get_context
+from skywalking.trace.span import NoopSpan
 
 KEY = "_skywalking_ctx"
 PEER = "ray"
@@ -117,6 +118,8 @@ def _enter(op: str, kwargs: dict[str, Any]) -> Any:
     if not _spool_attached:
         ensure_spool()
     value = kwargs.pop(KEY, None)
+    if value == handoff.SKIP:
+        return NoopSpan()  # the caller did not trace this call: nothing under it is traced
     span = get_context().new_entry_span(op=op, carrier=handoff.HandoffCarrier(value) if value else None)
     span.layer, span.component = Layer.RPCFramework, Component.Ray
     return span
@@ -265,7 +268,7 @@ def _traced_call(op: str, wrapped: Any, args: Any, kwargs: Any, inject: bool) ->
             if value is not None:
                 call_kwargs = {**(call_kwargs or {}), KEY: value}
         result = wrapped(*rest, args=call_args, kwargs=call_kwargs, **options)
-        if not config.plugin_ray_exit_until_ready:
+        if not config.plugin_ray_exit_until_ready or type(span) is NoopSpan:
             return result
         span.prepare_async()
     _finish_when_done(result, span.async_finish)

@@ -24,6 +24,7 @@ from skywalking.plugins.sw_ray import batch, core
 from skywalking.trace import handoff
 from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
+from skywalking.trace.span import NoopSpan
 from skywalking.trace.tags import Tag
 
 META_ATTR = "_skywalking_ctx"  # attribute added to Serve's RequestMetadata (pickled on its own, not user args)
@@ -323,6 +324,10 @@ def _http_op(metadata: Any) -> str:
 def _serve_entry(inner: Any, replica: Any, metadata: Any) -> Iterator[Any]:
     """The replica's entry span around Serve's own request wrapper (unary, streaming and HTTP)."""
     value = getattr(metadata, META_ATTR, None)
+    if value == handoff.SKIP:  # the caller did not trace this call
+        with NoopSpan(), inner as result:
+            yield result
+        return
     # a handle call's handoff, or the HTTP headers an ingress request arrived with
     carrier = inbound_carrier(value.get) if isinstance(value, dict) else handoff.HandoffCarrier(value) if value \
         else None
