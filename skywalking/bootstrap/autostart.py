@@ -1,6 +1,6 @@
 """Start the agent at interpreter start-up, from the environment alone.
 
-``company_skywalking.pth`` (installed at the root of site-packages) imports this module when a process
+``company_skywalking.pth`` (installed at the root of site-packages) calls ``start()`` when a process
 starts with ``SW_AGENT_AUTOSTART`` set, or as the driver of a submitted Ray job whose runtime_env names our
 worker setup hook (``ray job submit --runtime-env-json '{"worker_process_setup_hook":
 "skywalking.plugins.sw_ray.setup_worker", ...}'``). Ray applies a job's or a Serve application's
@@ -10,8 +10,10 @@ KubeRay. Never raises: a failing ``.pth`` line would print a traceback in every 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from typing import Any
 
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # a submitted Ray job's config, set for its driver
 SETUP_HOOK = "skywalking.plugins.sw_ray.setup_worker"
@@ -23,19 +25,17 @@ def wanted(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
     value = environ.get("SW_AGENT_AUTOSTART")
     if value is not None:
         return value.strip().lower() in ("true", "1", "yes", "on")
-    return _job_uses_hook(environ.get(JOB_CONFIG_ENV, ""))
+    return SETUP_HOOK in environ.get(JOB_CONFIG_ENV, "") and \
+        job_runtime_env(environ).get("worker_process_setup_hook") == SETUP_HOOK
 
 
-def _job_uses_hook(job_config: str) -> bool:
-    if SETUP_HOOK not in job_config:
-        return False
-    import json
-
+def job_runtime_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, Any]:
+    """The runtime_env of the Ray job this process belongs to (``ray job submit``), else ``{}``."""
     try:
-        runtime_env = json.loads(job_config).get("runtime_env") or {}
+        env = json.loads(environ.get(JOB_CONFIG_ENV) or "{}").get("runtime_env")
     except (ValueError, AttributeError):
-        return False
-    return isinstance(runtime_env, dict) and runtime_env.get("worker_process_setup_hook") == SETUP_HOOK
+        return {}
+    return env if isinstance(env, dict) else {}
 
 
 def start() -> None:
@@ -54,6 +54,3 @@ def start() -> None:
             sys.stderr.write(f"company-skywalking: agent not started at start-up ({type(exc).__name__}: {exc})\n")
         except Exception:
             pass
-
-
-start()

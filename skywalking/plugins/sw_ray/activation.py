@@ -3,15 +3,14 @@ node-level preloading (``skywalking.bootstrap.ray_worker``), and the flush when 
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from skywalking import agent, config
+from skywalking.bootstrap.autostart import SETUP_HOOK, job_runtime_env
 from skywalking.loggings import logger
 from skywalking.plugins.sw_ray import core
 
-SETUP_HOOK = "skywalking.plugins.sw_ray.setup_worker"
 USER_HOOK_ENV = "SW_RAY_USER_SETUP_HOOK"
 
 def _config_env() -> dict[str, str]:
@@ -33,16 +32,6 @@ def _config_env() -> dict[str, str]:
 
 
 HOOK = "worker_process_setup_hook"
-JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # a submitted job's config, set by Ray Jobs for its driver
-
-
-def job_runtime_env() -> dict[str, Any]:
-    """The runtime_env of the job this driver was submitted as (``ray job submit``), else ``{}``."""
-    try:
-        env = json.loads(os.environ.get(JOB_CONFIG_ENV) or "{}").get("runtime_env")
-    except (ValueError, AttributeError):
-        return {}
-    return env if isinstance(env, dict) else {}
 
 
 def with_tracing(runtime_env: dict[str, Any] | None, job_env: dict[str, Any]) -> dict[str, Any]:
