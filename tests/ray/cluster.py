@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.protocol.procs import Collector, clean_env, free_port, wait_for
+from tests.protocol.procs import Collector, Service, clean_env, free_port, wait_for
 
 # `ray job submit` and `serve deploy` talk to the dashboard, which needs ray[default] (ray29 installs plain ray)
 needs_dashboard = pytest.mark.skipif(importlib.util.find_spec("aiohttp") is None,
@@ -66,7 +67,11 @@ def start_cluster(**env: str) -> Cluster:
     port, dashboard = free_port(), free_port()
     out = subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
                           "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-                          "--num-cpus=4", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                          "--num-cpus=4", "--disable-usage-stats", f"--temp-dir={temp_dir}",
+                          # never Ray's fixed default ports (52365, ...): a process left by another Ray on the
+                          # machine would keep this node's dashboard agent from starting ("No available agent")
+                          f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                          f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"],
                          env=clean_env(RAY_AUTH_MODE="disabled", **env), capture_output=True, text=True, timeout=180)
     if out.returncode != 0:
         stop_cluster(temp_dir)
@@ -137,3 +142,76 @@ def driver_instance(collector: Collector, pid: int) -> str:
 
 # (traces, segments) of job.py: fan -> 2 x leaf; Counter creation; Counter.add -> leaf
 JOB_TRACES, JOB_SEGMENTS = 3, 9
+
+
+def deploy_and_check(cluster: Cluster, collector: Collector, service: str, incoming: str, env_vars: dict[str, str],
+                     services: tuple[str, str, str]) -> None:
+    """``serve deploy`` of tests/ray/apps/jobs/serve_app.py as application ``service`` (with ``env_vars`` in its
+    runtime_env), then one request (``incoming``: untraced, or from an sw6 caller) must make one linked trace:
+    ingress + handle call + task, across ``services`` (the two deployments' and the task's)."""
+    port = free_port()
+    config = APPS / f"serve-{incoming}.yaml"
+    config.write_text(json.dumps({  # YAML is a superset of JSON
+        "proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": port},
+        "applications": [{"name": service, "route_prefix": "/", "import_path": "tests.ray.apps.jobs.serve_app:app",
+                          # importable on the cluster (PYTHONPATH: the repo); Ray 2.40 ships no local:// working_dir
+                          "runtime_env": {"env_vars": env_vars} if env_vars else {}}]}))
+    caller = None
+    try:
+        out = subprocess.run([str(BIN / "serve"), "deploy", str(config), "-a", cluster.dashboard], env=clean_env(),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-3000:]
+        url = f"http://127.0.0.1:{port}/calc/7"
+
+        def answered() -> dict[str, Any] | None:
+            try:
+                with urllib.request.urlopen(url, timeout=30) as resp:
+                    return json.load(resp)
+            except OSError:
+                return None
+
+        assert wait_for(answered, timeout=180, interval=1, what="the deployed application") == {"value": 49}
+        if incoming == "sw6":
+            caller = Service("upstream-java", collector.grpc)
+            assert caller.call(next=url)["downstream"] == {"value": 49}
+
+        def request_traces() -> list[list[dict[str, Any]]] | None:
+            segs = [s for name in services for s in collector.api(f"/api/segments?service={name}")]
+            by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for seg in segs:
+                by_trace[seg["traceId"]].append(seg)
+            # ingress entry + handle exit, replica entry + task exit, task entry (segments may split per thread)
+            # (the ingress is named after the route Serve matched: /calc/{x} once the proxy knows the app's routes)
+            done = [t for t in by_trace.values() if {"Ray/Serve/" + service + "/Backend.compute", "Ray/Task/square"}
+                    <= {s["operationName"] for seg in t for s in seg["spans"]}
+                    and sum(s["spanType"] == "Entry" for seg in t for s in seg["spans"]) == 3]
+            return done if len(done) >= (2 if incoming == "sw6" else 1) else None
+
+        try:
+            traces = wait_for(request_traces, timeout=60, what="the request's whole trace")
+        except AssertionError as e:
+            received = [(seg["service"], seg["traceId"], [(s["spanType"], s["operationName"]) for s in seg["spans"]])
+                        for seg in collector.api("/api/segments")]
+            raise AssertionError(f"{e}; received: {received}") from None
+        collector.settled()
+        for trace in traces:
+            seen = {seg["service"] for seg in trace}
+            assert set(services) <= seen, seen  # the task worker reports under the app's name
+            entries = [s for seg in trace for s in seg["spans"] if s["spanType"] == "Entry"]
+            (ingress,) = [s for s in entries if s["operationName"].startswith("GET:/")]
+            if ingress.get("refs"):  # continued from the sw6 caller
+                assert incoming == "sw6"
+                upstream = collector.api("/api/segments?service=upstream-java")
+                assert any(seg["segmentId"] == ingress["refs"][0]["parentTraceSegmentId"] for seg in upstream)
+            assert all(s.get("refs") for s in entries if s is not ingress)
+        if incoming == "sw6":
+            assert any(s.get("refs") for t in traces for seg in t for s in seg["spans"]
+                       if s["operationName"].startswith("GET:/") and s["spanType"] == "Entry")
+        check_instances(collector, set(services))
+        assert collector.api("/api/drops") == []
+    finally:
+        if caller is not None:
+            caller.stop()
+        subprocess.run([str(BIN / "serve"), "shutdown", "-y", "-a", cluster.dashboard], env=clean_env(),
+                       capture_output=True, timeout=120)
+        config.unlink(missing_ok=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
 from packaging.version import Version
 
 from tests.protocol.procs import Collector, wait_for
@@ -13,12 +12,13 @@ from tests.ray.cluster import (
     JOB_TRACES,
     SW,
     check_linked_traces,
+    deploy_and_check,
     needs_dashboard,
     segments_of,
     start_cluster,
     stop_cluster,
 )
-from tests.ray.conftest import RAY
+from tests.ray.conftest import RAY, serve_traced
 from tests.ray.driver import run_driver
 
 DRIVER = Path(__file__).parent / "apps" / "preload_driver.py"
@@ -61,7 +61,6 @@ def test_node_level_preload_traces_workers_of_an_uninstrumented_driver() -> None
 
 
 @needs_dashboard
-@pytest.mark.skipif(RAY < Version("2.54"), reason="failed 1 run in 2 on Ray 2.40, cause not investigated yet")
 def test_submitted_job_on_a_preloaded_cluster() -> None:
     """``ray start`` with node-level preloading, a job submitted with no tracing of its own (untraced driver)."""
     service = "job-preloaded"
@@ -69,18 +68,39 @@ def test_submitted_job_on_a_preloaded_cluster() -> None:
     try:
         cluster = start_cluster(RAY_preload_python_modules="skywalking.bootstrap.ray_worker", SW_AGENT_NAME=service,
                                 SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc, **SW)
-        try:
+        try:  # checked before `ray stop`, which kills the workers (and with them what they have not sent yet)
             result = cluster.submit([sys.executable, "job.py"], {})
+            assert (result["fan"], result["add"], result["driver_traced"]) == ([2, 12], 106, False)
+            if RAY >= Version("2.54"):
+                # fan (root, in its worker) -> 2 x leaf; Counter.__init__ (root); Counter.add (root) -> leaf
+                check_linked_traces(segments_of(collector, service, 6), JOB_TRACES, None)
+            else:  # actor classes exported by an untraced driver are wrapped in the worker from 2.54 on: tasks only
+                segments = segments_of(collector, service, 3)
+                (fan_trace,) = {seg["traceId"] for seg in segments
+                                if seg["spans"][-1]["operationName"] == "Ray/Task/fan"}
+                check_linked_traces([seg for seg in segments if seg["traceId"] == fan_trace], 1, None)
+            assert collector.api("/api/drops") == []
         finally:
             stop_cluster(cluster.temp_dir)
-        assert (result["fan"], result["add"], result["driver_traced"]) == ([2, 12], 106, False)
-        if RAY >= Version("2.54"):
-            # fan (root, in its worker) -> 2 x leaf; Counter.__init__ (root); Counter.add (root) -> leaf
-            check_linked_traces(segments_of(collector, service, 6), JOB_TRACES, None)
-        else:  # actor classes exported by an untraced driver are wrapped in the worker from 2.54 on: tasks only
-            segments = segments_of(collector, service, 3)
-            (fan_trace,) = {seg["traceId"] for seg in segments if seg["spans"][-1]["operationName"] == "Ray/Task/fan"}
-            check_linked_traces([seg for seg in segments if seg["traceId"] == fan_trace], 1, None)
-        assert collector.api("/api/drops") == []
+    finally:
+        collector.stop()
+
+
+@needs_dashboard
+@serve_traced
+def test_serve_config_deploy_on_a_preloaded_cluster() -> None:
+    """``serve deploy`` with nothing about tracing in the application's config: the replicas and the task workers
+    get the agent from node-level preloading (``ray start`` with the variables; KubeRay: the pods' env)."""
+    service = "calc-preloaded"
+    collector = Collector()
+    try:
+        cluster = start_cluster(RAY_preload_python_modules="skywalking.bootstrap.ray_worker", SW_AGENT_NAME=service,
+                                SW_PLUGIN_RAY_SERVE_SERVICE_NAME=f"{service}-{{deployment}}",
+                                SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc, **SW)
+        try:
+            deploy_and_check(cluster, collector, service, "untraced", {},
+                             (f"{service}-Front", f"{service}-Backend", service))
+        finally:
+            stop_cluster(cluster.temp_dir)
     finally:
         collector.stop()
