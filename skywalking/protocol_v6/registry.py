@@ -21,7 +21,7 @@ import platform
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 
 from skywalking.loggings import logger
@@ -129,24 +129,26 @@ class Registry:
     def ids(self) -> Ids:
         return self._ids
 
+    def _own_ids(self, instances: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
+        """(service id, instance id) of the own identity in ``instances``; zeros if absent."""
+        own = self.own
+        return instances.get(own[UUID], (0, 0)) if own is not None else (0, 0)
+
     @property
     def state(self) -> State:
         if self._cooling:
             return State.COOLING_DOWN
-        own = self.own
-        if own is not None and own[UUID] in self._ids.instances:
+        if self.instance_id:
             return State.REGISTERED
         return State.REGISTERING if self._wanted else State.IDLE
 
     @property
     def service_id(self) -> int:
-        own = self.own
-        return self._ids.instances.get(own[UUID], (0, 0))[0] if own is not None else 0
+        return self._own_ids(self._ids.instances)[0]
 
     @property
     def instance_id(self) -> int:
-        own = self.own
-        return self._ids.instances.get(own[UUID], (0, 0))[1] if own is not None else 0
+        return self._own_ids(self._ids.instances)[1]
 
     def set_own(self, identity: Identity, want: bool) -> None:
         """This process reports as ``identity`` from now on; with ``want``, register it now."""
@@ -297,9 +299,8 @@ class Registry:
 
     def _publish(self) -> None:
         with self._lock:
-            own = self.own
-            service_id = self._instances.get(own[UUID], (0, 0))[0] if own is not None else 0
-            self._ids = Ids(dict(self._instances), service_id, dict(self._endpoints), dict(self._addresses))
+            self._ids = Ids(dict(self._instances), self._own_ids(self._instances)[0], dict(self._endpoints),
+                            dict(self._addresses))
             self.version += 1
 
     def _handle(self, commands: Commands) -> bool:

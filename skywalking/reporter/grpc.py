@@ -247,6 +247,7 @@ class V6Protocol(Protocol):
         self.registry = registry.Registry(heartbeat=config.HEARTBEAT_PERIOD, cool_down=config.agent_reset_cool_down,
                                           on_change=on_change, on_reset=on_reset, wake=wake)
         self._client_factory = registry.Client
+        self._registering = registry.State.REGISTERING
         self._client: tuple[int, Any] = (0, None)
         self._demanded = False
 
@@ -288,7 +289,7 @@ class V6Protocol(Protocol):
         return self.registry.version
 
     def registering(self) -> bool:
-        return self.registry.state.value == "registering"
+        return self.registry.state is self._registering
 
     @property
     def instance_id(self) -> int:
@@ -460,7 +461,6 @@ class GrpcReporter(Reporter):
             self._manage_wake.set()
             for thread in self._threads:
                 thread.join(max(0.0, self._stop_deadline - time.monotonic()))
-            left = len(self._queue) + len(self._held)
             spool = self.spool
             if spool is not None:
                 kept = spool.pending()
@@ -468,7 +468,7 @@ class GrpcReporter(Reporter):
                 if kept:
                     logger.info("%d segment(s) not sent before stop stay in %s for the next agent on this node",
                                 kept, spool.path)
-            elif left:
+            else:
                 if self._queue:
                     self._drop(len(self._queue), "not sent before stop")
                 if self._held:
@@ -542,7 +542,7 @@ class GrpcReporter(Reporter):
                 self._release_held()
                 if not self._queue:
                     if stopping:
-                        if self._held and self.protocol.registering() and time.monotonic() < self._stop_deadline:
+                        if self._awaiting_ids():
                             time.sleep(HELD_POLL)  # ids may still come in time
                             continue
                         return

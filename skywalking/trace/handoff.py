@@ -14,19 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from skywalking import Kind
 from skywalking.loggings import logger
 from skywalking.trace._record import SlotRecord
 from skywalking.trace.carrier import Carrier
 from skywalking.trace.identity import Identity, is_identity
 from skywalking.trace.ids import ID
 from skywalking.trace.segment import InstanceRef
-from skywalking.trace.span import NoopSpan, Span, entry_view
+from skywalking.trace.span import NoopSpan, Span, outbound_entry
 from skywalking.trace.tracer import TRACER
 
 VERSION = 1
 SKIP = (0,)  # the caller does not trace this call (not sampled, over a limit): neither does the callee
-_ENTRY = Kind.Entry
 
 
 def capture(span: Span) -> tuple[Any, ...] | None:
@@ -37,10 +35,7 @@ def capture(span: Span) -> tuple[Any, ...] | None:
     if seg is None or span.sid < 0:
         return SKIP if TRACER.reporter is not None and isinstance(span, NoopSpan) else None
     first = ctx._first
-    entry, entry_raw, parent_raw = entry_view(first.op, first.kind is _ENTRY, first.refs[0] if first.refs else None,
-                                              seg.identity)
-    if parent_raw[0] == "#":
-        TRACER.note_endpoint(first.op)  # the callee's ref names it: the OAP must know it when that arrives
+    entry, entry_raw, parent_raw = outbound_entry(ctx, seg)
     trace_id, seg_id = seg.related_traces[0], seg.segment_id
     corr = ctx._correlation
     return (VERSION, trace_id.value, trace_id.parts, seg_id.value, seg_id.parts, span.sid, seg.identity, entry,

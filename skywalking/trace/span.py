@@ -65,6 +65,17 @@ def entry_view(first_op: str | None, first_is_entry: bool, first_ref: SegmentRef
     return own, parent, parent
 
 
+def outbound_entry(ctx: SpanContext, seg: Segment) -> tuple[InstanceRef, str, str]:
+    """``entry_view`` of a live segment, for a context about to leave the process (header or handoff). The
+    parent endpoint it names, when it is our own entry span's name, is registered now: the OAP resolves it
+    when the callee's segment arrives, which may be long before this segment is sent."""
+    first = ctx._first
+    view = entry_view(first.op, first.kind is _ENTRY, first.refs[0] if first.refs else None, seg.identity)
+    if view[2][0] == "#":
+        TRACER.note_endpoint(first.op)  # type: ignore[arg-type]
+    return view
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -254,10 +265,8 @@ class ExitSpan(Span):
                 if kind == "sw6":
                     if trace_id.parts is None or seg_id.parts is None:
                         continue  # ids made under v8 have no sw6 form
-                    first = ctx._first
                     own = seg.identity
-                    entry_instance, entry, parent = entry_view(first.op, first.kind is _ENTRY,
-                                                               first.refs[0] if first.refs else None, own)
+                    entry_instance, entry, parent = outbound_entry(ctx, seg)
                     # a header needs OAP ids: skipped (and counted) until they are issued
                     instance_id = TRACER.instance_id if own is TRACER.identity else 0
                     if instance_id <= 0:
@@ -269,8 +278,6 @@ class ExitSpan(Span):
                     if instance_id <= 0 or entry_instance <= 0:
                         TRACER.sw6_skipped += 1
                         continue
-                    if parent[0] == "#":
-                        TRACER.note_endpoint(first.op)  # the callee's ref names it: register it before then
                     trace_b64 = b2a_base64(trace_id.value.encode(), newline=False).decode()
                     seg_b64 = trace_b64 if seg_id is trace_id else \
                         b2a_base64(seg_id.value.encode(), newline=False).decode()

@@ -80,3 +80,23 @@ print('CHILD', os.waitstatus_to_exitcode(status), config.agent_instance_name)
 """
     out = run(code)
     assert "CHILD 0 inst" in out.stdout, out.stdout + out.stderr
+
+
+def test_set_identity_changes_who_reports_new_segments(start_agent: object) -> None:
+    """``agent.set_identity``: segments started afterwards report as the new service and instance (a new identity,
+    so a new OAP instance); a segment already started keeps the identity it started with."""
+    from skywalking import agent, config
+    from skywalking.trace.context import get_context
+
+    rep = start_agent(agent_name="driver-svc")  # type: ignore[operator]
+    first_instance = config.agent_instance_name
+    with get_context().new_entry_span("/before"):  # live across the switch
+        agent.set_identity("replica-svc", "replica-1")
+    with get_context().new_entry_span("/after"):
+        pass
+    before, after = rep.segments
+    assert before.identity[:2] == ("driver-svc", first_instance)
+    assert after.identity[:2] == ("replica-svc", "replica-1") and after.identity[2] != before.identity[2]
+    props = dict(after.identity[3])
+    assert props["instance_name"] == "replica-1"
+    assert (config.agent_name, config.agent_instance_name) == ("replica-svc", "replica-1")

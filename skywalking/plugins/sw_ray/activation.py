@@ -11,7 +11,9 @@ from skywalking.bootstrap.autostart import SETUP_HOOK, job_runtime_env
 from skywalking.loggings import logger
 from skywalking.plugins.sw_ray import core
 
+HOOK = "worker_process_setup_hook"
 USER_HOOK_ENV = "SW_RAY_USER_SETUP_HOOK"
+
 
 def _config_env() -> dict[str, str]:
     """The driver's configuration as SW_* variables (only what differs from the defaults)."""
@@ -29,9 +31,6 @@ def _config_env() -> dict[str, str]:
         elif value is not None:
             env[opt.env_var] = str(value)
     return env
-
-
-HOOK = "worker_process_setup_hook"
 
 
 def with_tracing(runtime_env: dict[str, Any] | None, job_env: dict[str, Any]) -> dict[str, Any]:
