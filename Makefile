@@ -11,6 +11,8 @@ $(STAMP): setup.py pyproject.toml requirements/test.txt skywalking/bootstrap/com
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e . -r requirements/test.txt
+	@# uWSGI builds from source (a C compiler and Python headers); tests/prefork skips its cases if it cannot
+	$(BIN)/python -m pip install -q "uwsgi>=2.0.20" || echo "WARNING: uWSGI did not build: its pre-fork tests will be skipped"
 	@# an editable install leaves out the .pth that a wheel puts at the root of site-packages (SW_AGENT_AUTOSTART)
 	cp skywalking/bootstrap/company_skywalking.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 	touch $(STAMP)

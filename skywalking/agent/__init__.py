@@ -16,8 +16,10 @@ from typing import Any
 
 from skywalking import config, loggings, plugins
 from skywalking.loggings import logger
+from skywalking.bootstrap import prefork
 from skywalking.reporter import Reporter
 from skywalking.trace import context
+from skywalking.trace.tracer import TRACER
 from skywalking.trace.identity import Identity, new_identity
 
 __all__ = ["SkyWalkingAgent", "agent", "set_identity", "start", "started", "stop"]
@@ -37,6 +39,8 @@ class SkyWalkingAgent:
         self._reporter: Reporter | None = None
         self._reported_inactive = False
         self._fork_hook = False
+        self._master: prefork.Master | None = None  # set in the master of a pre-fork server
+        self._base_instance = ""  # agent_instance_name before a forked child's suffix
 
     def start(self, reporter: Reporter | None = None) -> None:
         """Start tracing in this process. ``reporter`` replaces the network reporter (tests use
@@ -46,17 +50,26 @@ class SkyWalkingAgent:
                 if self._started_pid == os.getpid():
                     logger.info("agent already started in this process; start() ignored")
                     return
+                if self._master is not None and not self._master.is_worker():
+                    logger.debug("agent already set up to start in the %s workers; start() ignored",
+                                 self._master.server)
+                    return
                 self._start(reporter)
         except Exception:
             logger.exception("agent failed to start; the application continues untraced")
 
-    def _start(self, reporter: Reporter | None) -> None:
+    def _start(self, reporter: Reporter | None, may_defer: bool = True) -> None:
         level = "DEBUG" if config.agent_sw_python_cli_debug_enabled else config.agent_logging_level
         loggings.init(level)
         config.finalize()
         self._report_inactive()
         plugins.install()
+        self._hook_fork()
         if reporter is None:
+            master = prefork.detect() if may_defer else None
+            if master is not None:
+                self._defer(master)
+                return
             reporter = _network_reporter()
         self._reporter = reporter
         self._started_pid = os.getpid()
@@ -71,9 +84,6 @@ class SkyWalkingAgent:
                 logger.warning("no instance id from the OAP within agent_register_wait=%ss; segments wait for it "
                                "and sw6 headers are skipped until then", config.agent_register_wait)
         atexit.register(self._atexit)
-        if config.agent_experimental_fork_support and not self._fork_hook:
-            self._fork_hook = True
-            os.register_at_fork(after_in_child=self._after_fork_in_child)
         logger.info("agent started: service %r, instance %r, protocol %s, headers %s", config.SERVICE_NAME,
                     config.agent_instance_name, config.agent_protocol_version, ",".join(config.PROPAGATION))
 
@@ -96,6 +106,9 @@ class SkyWalkingAgent:
         nothing; a later ``start()`` does not patch twice."""
         try:
             with self._lock:
+                if self._master is not None:  # a pre-fork master: nothing started here
+                    self._master = None
+                    TRACER.pending = None
                 if not self._started_pid:
                     return
                 context.disable()
@@ -139,18 +152,56 @@ class SkyWalkingAgent:
     def _atexit(self) -> None:
         self.stop()
 
-    def _after_fork_in_child(self) -> None:
+    def _hook_fork(self) -> None:
+        if not self._fork_hook:
+            self._fork_hook = True
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _defer(self, master: prefork.Master) -> None:
+        """The master of a pre-fork server: report nothing from here; each worker starts the agent after the
+        fork (the at-fork hook) or, where the server runs no at-fork hook (uWSGI), with its first span."""
+        self._master = master
+        TRACER.pending = self._start_in_worker
+        logger.info("%s master: the agent starts in each worker after the fork (nothing is reported from the "
+                    "master, pid %d)", master.server, os.getpid())
+
+    def _start_in_worker(self) -> bool:
+        """``TRACER.pending``: a span is wanted while the agent is not running; True if it now runs."""
+        master = self._master
+        if master is None or not master.is_worker():
+            return False
         try:
-            pid = os.getpid()
+            with self._lock:
+                if self._master is master:
+                    self._start_child()
+        except Exception:
+            logger.exception("agent failed to start in a pre-fork worker")
+        return TRACER.reporter is not None
+
+    def _start_child(self, reporter: Reporter | None = None) -> None:
+        """Start in a forked child under an identity of its own: ``<instance name>-child(<pid>)``."""
+        self._master = None
+        TRACER.pending = None
+        self._base_instance = self._base_instance or config.agent_instance_name
+        config.agent_instance_name = f"{self._base_instance}-child({os.getpid()})"
+        self._start(reporter, may_defer=False)
+
+    def _after_fork_in_child(self) -> None:
+        """The parent's threads are gone: a worker of a pre-fork master (or any child, with
+        ``agent_experimental_fork_support``) starts afresh; other children trace nothing."""
+        try:
             self._lock = threading.RLock()  # the parent's lock may have been held by another thread
             context.disable()
+            reporter, self._reporter = self._reporter, None
+            restart = self._master is not None or (self._started_pid and config.agent_experimental_fork_support)
             self._started_pid = 0
-            config.agent_instance_name = f"{config.agent_instance_name}-child({pid})"
-            reporter = self._reporter
-            self._reporter = None
+            if not restart:
+                TRACER.pending = None
+                return
             if reporter is not None and not isinstance(reporter, _forkable()):
                 reporter = None
-            self.start(reporter)
+            with self._lock:
+                self._start_child(reporter)
         except Exception:
             logger.exception("agent failed to restart in a forked child")
 
@@ -198,8 +249,6 @@ def _on_change(reporter: Reporter, identity: Identity, instance_id: int) -> None
 def _on_reset(reporter: Reporter) -> None:
     """The OAP forgot us (v6 ServiceMetadataReset): tracing goes on; no sw6 header until registered again."""
     if agent._reporter is reporter:
-        from skywalking.trace.tracer import TRACER
-
         context.set_instance_id(TRACER.identity, 0)
 
 

@@ -38,15 +38,24 @@ def route_template(app: Any, scope: dict[str, Any]) -> str | None:
     return None
 
 
-async def _call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+def _call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Not a coroutine function itself: a call with other than the three ASGI arguments reaches the original and
+    fails at once, as it would untraced (uvicorn calls the app with none to tell an app factory from an app)."""
+    if len(args) + len(kwargs) != 3:
+        return wrapped(*args, **kwargs)
     scope = args[0] if args else kwargs.get("scope", {})
-    if scope.get("type") != "http" or config.ignore_http_method_check(scope.get("method", "")):
-        return await wrapped(*args, **kwargs)
+    if not isinstance(scope, dict) or scope.get("type") != "http" or \
+            config.ignore_http_method_check(scope.get("method", "")):
+        return wrapped(*args, **kwargs)
     outer = peek()
     if outer is not None and outer.kind is Kind.Entry:  # e.g. a Ray Serve replica's request span
-        return await wrapped(*args, **kwargs)
+        return wrapped(*args, **kwargs)
     receive = args[1] if len(args) > 1 else kwargs["receive"]
     send = args[2] if len(args) > 2 else kwargs["send"]
+    return _traced(wrapped, instance, scope, receive, send)
+
+
+async def _traced(wrapped: Any, instance: Any, scope: dict[str, Any], receive: Any, send: Any) -> Any:
     headers = raw_headers(scope.get("headers", ()), "host")
     path = scope.get("path", "/")
     op = (config.plugin_starlette_route_template and route_template(instance, scope)) or path

@@ -506,7 +506,9 @@ def get_context() -> SpanContext | NoopContext:
         if ctx is NOOP_CONTEXT or ctx._thread == _get_ident():
             return ctx
         return SpanContext(top) if TRACER.reporter is not None else NOOP_CONTEXT
-    return SpanContext() if TRACER.reporter is not None else NOOP_CONTEXT
+    if TRACER.reporter is not None or (TRACER.pending is not None and TRACER.pending()):
+        return SpanContext()
+    return NOOP_CONTEXT
 
 
 @contextmanager

@@ -22,12 +22,14 @@ def no_ids(identity: Identity) -> int:
 
 
 class Tracer:
-    __slots__ = ("calls_over_cap", "identity", "instance", "instance_id", "max_calls", "note_endpoint", "reporter",
-                 "resolve",
+    __slots__ = ("calls_over_cap", "identity", "instance", "instance_id", "max_calls", "note_endpoint", "pending",
+                 "reporter", "resolve",
                  "sample_count", "sample_limit", "sample_window", "service", "spans_over_limit", "sw6_skipped", "v6")
 
     def __init__(self) -> None:
         self.reporter: Callable[[Segment], Any] | None = None  # None = not tracing
+        # while not tracing: called when a span is wanted; True if tracing has started (a pre-fork worker)
+        self.pending: Callable[[], bool] | None = None
         self.v6 = True
         self.identity: Identity = NO_IDENTITY  # who this process reports as (set_identity may change it)
         self.service = ""  # identity's service and instance name, for the sw8 view

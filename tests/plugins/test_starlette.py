@@ -18,3 +18,38 @@ def test_fastapi_entry_spans_continue_the_caller() -> None:
     pytest.importorskip("uvicorn")
     check_front([sys.executable, str(HERE / "apps" / "asgi_app.py")],
                 {"SW_AGENT_NAME": "plugin-asgi", "SW_PLUGIN_STARLETTE_ROUTE_TEMPLATE": "true"}, "starlette.json", 4)
+
+
+def test_a_traced_app_is_still_told_from_an_app_factory(reporter: object) -> None:
+    """uvicorn calls the app with no argument to tell a factory from an app: the traced ``Starlette.__call__`` must
+    raise TypeError at once, as the original does (an ``async`` wrapper returned a coroutine instead, and uvicorn
+    served that coroutine as the app: every request failed under gunicorn's uvicorn worker)."""
+    pytest.importorskip("starlette")
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from skywalking.plugins import sw_starlette
+
+    assert sw_starlette.plugin._patched
+    app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("ok"))])
+    with pytest.raises(TypeError):
+        app()  # type: ignore[call-arg]
+    assert asyncio.iscoroutinefunction(app.__call__)
+
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b"", "scheme": "http",
+             "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000), "root_path": "", "app": app}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 200
+    (segment,) = reporter.segments  # type: ignore[attr-defined]
+    assert segment.spans[0].op == "/"

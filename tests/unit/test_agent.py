@@ -82,6 +82,54 @@ print('CHILD', os.waitstatus_to_exitcode(status), config.agent_instance_name)
     assert "CHILD 0 inst" in out.stdout, out.stdout + out.stderr
 
 
+def test_a_forked_child_without_fork_support_traces_nothing() -> None:
+    """Without ``agent_experimental_fork_support`` (and outside a pre-fork master) a child of ``os.fork`` does not
+    trace: its copy of the parent's reporter has no threads, so a segment there would sit in a dead queue."""
+    code = """
+import os
+from skywalking import agent
+from skywalking.reporter.memory import MemoryReporter
+from skywalking.trace.context import NOOP_CONTEXT, get_context
+rep = MemoryReporter()
+agent.start(reporter=rep)
+pid = os.fork()
+if pid == 0:
+    with get_context().new_local_span('child-work'):
+        pass
+    os._exit(0 if get_context() is NOOP_CONTEXT and not agent.started() and rep.count == 0 else 3)
+_, status = os.waitpid(pid, 0)
+with get_context().new_local_span('parent-work'):
+    pass
+print('CHILD', os.waitstatus_to_exitcode(status), agent.started(), rep.count)
+"""
+    out = run(code)
+    assert "CHILD 0 True 1" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_preforked_master_defers_to_its_workers() -> None:
+    """In a pre-fork master (here, a process that looks like gunicorn's) the agent starts nothing: no reporter, no
+    registration, no tracing; the child of each fork starts under an identity of its own."""
+    code = """
+import os, sys
+sys.modules['gunicorn.arbiter'] = type(sys)('gunicorn.arbiter')  # what gunicorn's master has imported
+from skywalking import agent, config
+from skywalking.trace.context import NOOP_CONTEXT, get_context
+config.init(agent_collector_backend_services='127.0.0.1:1', agent_instance_name='web')
+agent.start()
+master_ok = agent.agent.reporter is None and get_context() is NOOP_CONTEXT
+pid = os.fork()
+if pid == 0:
+    ok = agent.started() and config.agent_instance_name == f'web-child({os.getpid()})' and \
+        agent.agent.reporter is not None and get_context() is not NOOP_CONTEXT
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print('MASTER', master_ok, 'CHILD', os.waitstatus_to_exitcode(status), agent.agent.reporter)
+"""
+    out = run(code)
+    assert "MASTER True CHILD 0 None" in out.stdout, out.stdout + out.stderr
+    assert "gunicorn master: the agent starts in each worker" in out.stderr
+
+
 def test_set_identity_changes_who_reports_new_segments(start_agent: object) -> None:
     """``agent.set_identity``: segments started afterwards report as the new service and instance (a new identity,
     so a new OAP instance); a segment already started keeps the identity it started with."""
