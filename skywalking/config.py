@@ -162,9 +162,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("agent_protocol_version", str, "v6",
            "Wire protocol: `v6` (sw6 / trace protocol v2, OAP 6.6.0) or `v8` (sw8 / v3, OAP 8+).",
            choices=("v6", "v8")),
-    Option("agent_reset_cool_down", float, 30.0,
-           "v6: seconds to wait after the OAP asks for a reset (ServiceMetadataReset) before registering again; "
-           "meanwhile segments are held (within `agent_trace_reporter_max_buffer_size`) and sw6 headers skipped."),
+    Option("agent_reset_cool_down", float, 1.0,
+           "v6: after the OAP asks for a reset (ServiceMetadataReset, e.g. it restarted with empty storage), the "
+           "agent registers again after a random pause between half and all of this many seconds, which spreads a "
+           "fleet's re-registration; meanwhile segments are held (within `agent_trace_reporter_max_buffer_size`) "
+           "and sw6 headers skipped. The Java agent waits 30 s; see docs/reporting.md for why we do not."),
     Option("agent_register_wait", float, 0.0,
            "v6: seconds `agent.start()` waits for the OAP to issue the instance id, with eager registration. "
            "Tracing never waits (segments are held until the ids arrive); only an sw6 header sent before then is "

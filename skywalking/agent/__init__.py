@@ -15,14 +15,14 @@ import threading
 from typing import Any
 
 from skywalking import config, loggings, plugins
-from skywalking.loggings import logger
 from skywalking.bootstrap import prefork
+from skywalking.loggings import logger
 from skywalking.reporter import Reporter
 from skywalking.trace import context
-from skywalking.trace.tracer import TRACER
 from skywalking.trace.identity import Identity, new_identity
+from skywalking.trace.tracer import TRACER
 
-__all__ = ["SkyWalkingAgent", "agent", "set_identity", "start", "started", "stop"]
+__all__ = ["SkyWalkingAgent", "agent", "set_identity", "start", "started", "stats", "stop"]
 
 STOP_TIMEOUT = 5.0  # seconds agent.stop() / the exit flush may take at most
 
@@ -127,6 +127,19 @@ class SkyWalkingAgent:
     def reporter(self) -> Reporter | None:
         """The reporter segments go to while started."""
         return self._reporter if self.started() else None
+
+    def stats(self) -> dict[str, Any]:
+        """Where this process's segments went: ``created`` (finished and handed to the reporter), ``delivered``,
+        ``dropped`` by reason and ``dropped_total``, ``kept`` (left in a spool at stop), and what is in flight
+        (``queued``, ``held`` for ids), with the reporter's state (``last_error``, ``instance_id``, ...). Empty when
+        the agent is not running in this process. Never raises."""
+        try:
+            reporter = self.reporter
+            stats = getattr(reporter, "stats", None)
+            return dict(stats()) if stats is not None else {}
+        except Exception:
+            logger.exception("agent failed to collect its stats")
+            return {}
 
     def set_identity(self, service: str | None = None, instance: str | None = None) -> None:
         """Report as ``service`` (``agent_name``) and/or ``instance`` (``agent_instance_name``) from now on.
@@ -276,6 +289,11 @@ def started() -> bool:
 
 def set_identity(service: str | None = None, instance: str | None = None) -> None:
     agent.set_identity(service, instance)
+
+
+def stats() -> dict[str, Any]:
+    """See ``SkyWalkingAgent.stats``."""
+    return agent.stats()
 
 
 def __getattr__(name: str) -> Any:  # upstream exposed these two names

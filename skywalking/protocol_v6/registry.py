@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import socket
 import threading
 import time
@@ -175,6 +176,20 @@ class Registry:
         if added and not self._cooling:
             self.wake()
 
+    def ping_message(self) -> bytes | None:
+        """A serialized ping of the own identity (None until it has ids): the reporter sends one on every new
+        connection before segments, so that none goes to an OAP that no longer knows the ids it names."""
+        own = self.own
+        ids = self._own_ids(self._ids.instances) if own is not None else (0, 0)
+        if not ids[1]:
+            return None
+        return ServiceInstancePingPkg(serviceInstanceId=ids[1], time=int(time.time() * 1000),
+                                      serviceInstanceUUID=own[UUID]).SerializeToString()  # type: ignore[index]
+
+    def still_known(self, commands: Commands) -> bool:
+        """The OAP's answer to ``ping_message``: False if it asked for a reset (then under way)."""
+        return not self._handle(commands)
+
     def lookup(self, identity: Identity) -> int:
         """The instance id of ``identity``, or 0 (and it is asked for)."""
         known = self._ids.instances.get(identity[UUID])
@@ -308,23 +323,26 @@ class Registry:
         reset = False
         for command in commands.commands:
             serial = next((a.value for a in command.args if a.key == "SerialNumber"), "")
-            if serial and serial in self._serials:
-                continue
-            if serial:
-                self._serials = [*self._serials[-63:], serial]
+            with self._lock:  # the manager's pings and the sender's connection checks both answer here
+                if serial and serial in self._serials:
+                    continue
+                if serial:
+                    self._serials = [*self._serials[-63:], serial]
             if command.command == RESET_COMMAND:
                 reset = True
             else:
                 logger.warning("ignoring unknown OAP command %r", command.command)
-        if reset:
+        if reset and not self._cooling:
             self.reset()
         return reset
 
     def reset(self) -> None:
         """Forget every id and register again after the cool-down (same UUIDs). Tracing goes on; segments
-        wait for the new ids and sw6 headers are skipped meanwhile."""
-        logger.warning("the OAP asked for a reset (ServiceMetadataReset): registering again in %.0f s; segments "
-                       "are held until then", self.cool_down)
+        wait for the new ids and sw6 headers are skipped meanwhile. The cool-down is drawn between half and all of
+        ``cool_down``: a fleet of agents told to reset by a restarted OAP does not register in one burst."""
+        pause = self.cool_down * random.uniform(0.5, 1.0)
+        logger.warning("the OAP asked for a reset (ServiceMetadataReset): registering again in %.1f s; segments "
+                       "are held until then", pause)
         with self._lock:
             self._services.clear()
             self._instances.clear()
@@ -337,5 +355,6 @@ class Registry:
         self._publish()
         self.on_reset()
         self.resets += 1
-        self._cool_until = time.monotonic() + self.cool_down
+        self._cool_until = time.monotonic() + pause
         self._cooling = True
+        self.wake()

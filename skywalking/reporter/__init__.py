@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from skywalking.trace.identity import Identity
@@ -36,6 +36,10 @@ class Reporter:
     def report(self, segment: Segment) -> bool:
         """Accept a segment; False if it was dropped."""
         raise NotImplementedError
+
+    def stats(self) -> dict[str, Any]:
+        """Counters (``agent.stats()``): at least ``created``, ``delivered``, ``dropped`` (by reason)."""
+        return {}
 
     def stop(self, timeout: float = 5.0) -> None:
         """Flush what can be sent within ``timeout`` seconds and release resources; never raises."""

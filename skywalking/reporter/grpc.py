@@ -36,6 +36,7 @@ import grpc
 from skywalking import __version__, config
 from skywalking.loggings import RateLimitedLog, logger
 from skywalking.reporter import Reporter
+from skywalking.reporter.accounting import DROP_SUMMARY, Accounts
 from skywalking.trace.context import suppress_tracing
 from skywalking.trace.identity import Identity, Unresolved
 
@@ -43,10 +44,19 @@ if TYPE_CHECKING:
     from skywalking.reporter.spool import Spool
     from skywalking.trace.segment import Segment
 
+# (path, serialized request, response type, accept(response) -> bool): see Protocol.check
+Check = tuple[str, bytes, Any, Callable[[Any], bool]]
+
 BATCH = 2000  # segments per collect stream (fewer streams: ~25 % more throughput than 500)
 UNARY_TIMEOUT = 10.0  # seconds, every register / ping / keep-alive call
 STREAM_TIMEOUT = 30.0  # seconds, one collect stream (Java: GRPC_UPSTREAM_TIMEOUT)
 BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
+PROBE_CAP = 1.0  # seconds between the manager's calls while the backend fails: it notices the backend's return
+# gRPC's own reconnect backoff grows to 120 s by default, and a call made meanwhile fails without trying: bounded
+CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconnect_backoff_ms", 250),
+                   ("grpc.max_reconnect_backoff_ms", 1000))
+# the collect channel: a call never moves to a new connection by itself (that one is checked first, see CollectStream)
+COLLECT_OPTIONS = (*CHANNEL_OPTIONS, ("grpc.enable_retries", 0))
 IDLE_WAIT = 0.5  # seconds the sender sleeps when the queue is empty (woken early by report())
 STREAMS = 16  # concurrent collect streams per batch: their writes complete together, one loop wake-up for several
 LINGER = 0.2  # seconds the sender lets segments accumulate after waking: one stream per batch, not per segment
@@ -88,8 +98,8 @@ class Connection:
         with self._lock:
             if self._channel is None:
                 target = self.backends[self._index]
-                self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials()) if self.tls \
-                    else grpc.insecure_channel(target)
+                self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(), CHANNEL_OPTIONS) \
+                    if self.tls else grpc.insecure_channel(target, CHANNEL_OPTIONS)
                 self.generation += 1
             return self._channel, self.generation
 
@@ -109,6 +119,10 @@ class Connection:
                 self._channel = None
 
 
+class Forgotten(Exception):
+    """The backend answered the connection check with a reset: the batch names ids it no longer knows."""
+
+
 class CollectStream:
     """The ``collect`` client stream over ``grpc.aio``, on an event loop owned by the sender thread.
 
@@ -126,21 +140,35 @@ class CollectStream:
         self._key: tuple[str, int] | None = None
 
     def send(self, target: str, generation: int, path: str, messages: list[bytes], timeout: float,
-             md: tuple[tuple[str, str], ...], deserializer: Callable[[bytes], Any]) -> None:
+             md: tuple[tuple[str, str], ...], deserializer: Callable[[bytes], Any],
+             check: Callable[[], Check | None]) -> None:
         """Send ``messages`` to ``target``, spread over up to ``STREAMS`` concurrent streams (at least 8 messages
-        each); raises ``grpc.RpcError`` when a call fails."""
+        each); raises ``grpc.RpcError`` when a call fails, ``Forgotten`` when the connection check failed."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._send(target, generation, path, messages, timeout, md, deserializer))
+        self._loop.run_until_complete(self._send(target, generation, path, messages, timeout, md, deserializer,
+                                                 check))
 
     async def _send(self, target: str, generation: int, path: str, messages: list[bytes], timeout: float,
-                    md: tuple[tuple[str, str], ...], deserializer: Callable[[bytes], Any]) -> None:
+                    md: tuple[tuple[str, str], ...], deserializer: Callable[[bytes], Any],
+                    check: Callable[[], Check | None]) -> None:
         if self._key != (target, generation):  # the sync channel failed over: follow it
             await self._close_channel()
             # made inside the running loop: grpc.aio binds the channel to it
-            self._channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials()) if self.tls \
-                else grpc.aio.insecure_channel(target)
+            self._channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(), COLLECT_OPTIONS) \
+                if self.tls else grpc.aio.insecure_channel(target, COLLECT_OPTIONS)
             self._key = (target, generation)
+        # A connection that is not the one the last batch went over may lead to a restarted backend that has
+        # forgotten the ids the batch names: ask first (the answer comes over the connection the streams then use;
+        # no await between the two, and calls are never moved to another connection).
+        pending = check() if self._channel.get_state() is not grpc.ChannelConnectivity.READY else None
+        if pending is not None:
+            check_path, request, response_type, accept = pending
+            answer = await self._channel.unary_unary(check_path, request_serializer=_passthrough,
+                                                     response_deserializer=response_type.FromString)(
+                request, timeout=min(timeout, UNARY_TIMEOUT), metadata=md)
+            if not accept(answer):
+                raise Forgotten()
         n = min(STREAMS, max(1, len(messages) // 8))
         results = await asyncio.gather(*(self._collect(path, messages[i::n], timeout, md, deserializer)
                                          for i in range(n)), return_exceptions=True)
@@ -191,6 +219,11 @@ class Protocol:
 
     def sent(self, segment: Segment) -> None:
         """Called after a segment went out."""
+
+    def check(self) -> Check | None:
+        """A call that tells whether the backend still knows the ids segments name, sent on a new connection
+        before segments; None when ids cannot go stale."""
+        return None
 
     def set_own(self, identity: Identity, want: bool) -> None:
         """The process reports as ``identity``; with ``want`` its ids are asked for now."""
@@ -261,6 +294,11 @@ class V6Protocol(Protocol):
 
     def sent(self, segment: Segment) -> None:
         self.registry.note_names(*self._encode.names_to_register(segment))
+
+    def check(self) -> Check | None:
+        ping = self.registry.ping_message()
+        return None if ping is None else ("/ServiceInstancePing/doPing", ping, self.response,
+                                          self.registry.still_known)
 
     def set_own(self, identity: Identity, want: bool) -> None:
         self._demanded = want
@@ -371,10 +409,12 @@ class GrpcReporter(Reporter):
         self._stop_deadline = 0.0
         self._threads: list[threading.Thread] = []
         self.ready = threading.Event()
-        self.sent = 0
-        self.dropped: dict[str, int] = {}
+        self.accounts = Accounts()
         self.failures = 0
-        self._drop_log = RateLimitedLog(30.0)
+        self.last_error = ""  # the last failed call: status code and gRPC's details
+        self._unreachable = False  # the last failure was UNAVAILABLE
+        self._sync_checked = 0  # the sync fallback: the channel generation whose connection was checked
+        self._next_summary = time.monotonic() + DROP_SUMMARY
         self._limit_log = RateLimitedLog(60.0)
         self._limits_logged = (0, 0)
         self._error_log = RateLimitedLog(30.0)
@@ -385,7 +425,16 @@ class GrpcReporter(Reporter):
 
     # -- application side -----------------------------------------------------------------------
 
+    @property
+    def sent(self) -> int:
+        return self.accounts.delivered
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        return dict(self.accounts.dropped)
+
     def report(self, segment: Segment) -> bool:
+        self.accounts.created.incr()
         if not self._demanded:
             self._demanded = True
             self.protocol.demand()
@@ -403,17 +452,17 @@ class GrpcReporter(Reporter):
     def _drop(self, n: int, why: str, segments: Any = ()) -> None:
         if self.spool is not None and segments:
             self.spool.done([s.spool_seq for s in segments])
-        self.dropped[why] = self.dropped.get(why, 0) + n
-        self._drop_log.log(time.monotonic(), "dropped %d segment(s): %s (total dropped: %d)", n, why,
-                           sum(self.dropped.values()))
+        self.accounts.drop(n, why)
 
     def stats(self) -> dict[str, Any]:
         from skywalking.trace.tracer import TRACER
 
         spool = self.spool
-        return {"queued": len(self._queue), "held": len(self._held), "sent": self.sent, "dropped": dict(self.dropped),
+        books = self.accounts.snapshot()
+        return {**books, "queued": len(self._queue), "held": len(self._held), "sent": books["delivered"],
                 "spooled": spool.pending() if spool else 0, "recovered": spool.recovered if spool else 0,
-                "failures": self.failures, "backend": self.conn.target, "instance_id": self.instance_id,
+                "failures": self.failures, "last_error": self.last_error, "backend": self.conn.target,
+                "instance_id": self.instance_id,
                 "sw6_headers_skipped": TRACER.sw6_skipped, "spans_over_limit": TRACER.spans_over_limit,
                 "calls_over_cap": TRACER.calls_over_cap, **self.protocol.stats()}
 
@@ -462,19 +511,26 @@ class GrpcReporter(Reporter):
             for thread in self._threads:
                 thread.join(max(0.0, self._stop_deadline - time.monotonic()))
             spool = self.spool
+            why = f" (last error: {self.last_error})" if self.last_error else ""
             if spool is not None:
                 kept = spool.pending()
                 spool.close(delivered_everything=kept == 0)
+                self.accounts.kept = len(self._queue) + len(self._held)
                 if kept:
-                    logger.info("%d segment(s) not sent before stop stay in %s for the next agent on this node",
-                                kept, spool.path)
+                    logger.info("%d segment(s) not sent before stop stay in %s for the next agent on this node%s",
+                                kept, spool.path, why)
             else:
                 if self._queue:
+                    logger.warning("%d segment(s) not sent before stop: the backend %s did not take them within "
+                                   "%.0f s%s", len(self._queue), self.conn.target, timeout, why)
                     self._drop(len(self._queue), "not sent before stop")
                 if self._held:
+                    logger.warning("%d segment(s) not sent before stop: the OAP at %s issued no id for the instance "
+                                   "they name within %.0f s%s", len(self._held), self.conn.target, timeout, why)
                     self._drop(len(self._held), "not sent before stop: instance not registered with the OAP")
             self._queue.clear()
             self._held.clear()
+            self.accounts.summary()
             self.conn.close()
         except Exception:
             logger.exception("reporter failed to stop cleanly")
@@ -482,21 +538,24 @@ class GrpcReporter(Reporter):
     # -- threads --------------------------------------------------------------------------------
 
     def _manage_loop(self) -> None:
-        backoff = Backoff()
+        backoff, probe = Backoff(), Backoff(cap=PROBE_CAP)
         with suppress_tracing():
             while not self._stopping.is_set() or self._awaiting_ids():
                 self._scan_spools()
                 self._log_limits()
+                if time.monotonic() >= self._next_summary:
+                    self._next_summary = time.monotonic() + DROP_SUMMARY
+                    self.accounts.summary()
                 channel, generation = self.conn.channel()
                 try:
                     delay = self.protocol.manage(channel, generation)
-                    delay = min(delay, LIMITS_CHECK)
+                    delay = min(delay, LIMITS_CHECK, max(0.0, self._next_summary - time.monotonic()))
                     if self.spool is not None:
                         delay = min(delay, max(0.0, self._next_scan - time.monotonic()))
                     backoff.reset()
+                    probe.reset()
                 except grpc.RpcError as e:
-                    self._failed(generation, e)
-                    delay = backoff.next()
+                    delay = (probe if self._failed(generation, e) else backoff).next()
                 except Exception:
                     logger.exception("reporter control loop failed")
                     delay = backoff.next()
@@ -535,7 +594,7 @@ class GrpcReporter(Reporter):
             self._stream.close()
 
     def _send_batches(self) -> None:
-        backoff = Backoff()
+        backoff, probe = Backoff(), Backoff(cap=PROBE_CAP)
         with suppress_tracing():
             while True:
                 stopping = self._stopping.is_set()
@@ -570,8 +629,12 @@ class GrpcReporter(Reporter):
                 except Exception:
                     logger.exception("sending a batch failed")
                     sent = False
+                if sent is None:  # the backend forgot the ids it issued: the batch waits for new ones
+                    self._requeue(batch)
+                    continue
                 if sent:
                     backoff.reset()
+                    probe.reset()
                     if len(self._queue) < BATCH and not self._stopping.is_set():
                         # no full batch waiting: let one build up rather than open a stream (and grpc a
                         # thread) for the few segments that arrived during the send
@@ -580,7 +643,7 @@ class GrpcReporter(Reporter):
                 self._requeue(batch)
                 if stopping:
                     return
-                self._stopping.wait(backoff.next())
+                self._stopping.wait((probe if self._unreachable else backoff).next())
 
     def _release_held(self) -> None:
         """Segments that waited for ids go back to the front of the queue once new ids arrived."""
@@ -596,9 +659,9 @@ class GrpcReporter(Reporter):
         if len(self._held) > self.max_queue:
             self._drop(1, "instance not registered with the OAP and the buffer is full", (self._held.popleft(),))
 
-    def _send(self, batch: list[Segment], timeout: float) -> bool:
+    def _send(self, batch: list[Segment], timeout: float) -> bool | None:
         """Encode and send ``batch``; on return it holds only the segments that were encoded (the ones to
-        retry if the send failed)."""
+        retry if the send failed). None: not sent, the backend no longer knows the ids they name."""
         messages = []
         sent_batch = []
         for segment in batch:
@@ -621,26 +684,43 @@ class GrpcReporter(Reporter):
             if not self._stream.broken:
                 try:
                     self._stream.send(self.conn.target, generation, self.protocol.collect_path, messages, timeout,
-                                      metadata(), self.protocol.response.FromString)
-                except grpc.RpcError:
+                                      metadata(), self.protocol.response.FromString, self.protocol.check)
+                except (grpc.RpcError, Forgotten):
                     raise
                 except Exception:
                     self._stream.broken = True
                     logger.warning("grpc.aio unusable here; sending with the sync gRPC API", exc_info=True)
                     self._stream.close()
             if self._stream.broken:
+                self._check_sync(channel, generation, timeout)
                 collect = channel.stream_unary(self.protocol.collect_path, request_serializer=_passthrough,
                                                response_deserializer=self.protocol.response.FromString)
                 collect(iter(messages), timeout=timeout, metadata=metadata())
+        except Forgotten:
+            return None
         except grpc.RpcError as e:
             self._failed(generation, e)
             return False
-        self.sent += len(messages)
+        self.accounts.delivered += len(messages)
         for segment in sent_batch:
             self.protocol.sent(segment)
         if self.spool is not None:
             self.spool.done([s.spool_seq for s in sent_batch])
         return True
+
+    def _check_sync(self, channel: grpc.Channel, generation: int, timeout: float) -> None:
+        """The sync fallback's connection check: once per channel (a failure makes a new one)."""
+        if self._sync_checked == generation:
+            return
+        check = self.protocol.check()
+        if check is not None:
+            path, request, response_type, accept = check
+            answer = channel.unary_unary(path, request_serializer=_passthrough,
+                                         response_deserializer=response_type.FromString)(
+                request, timeout=min(timeout, UNARY_TIMEOUT), metadata=metadata())
+            if not accept(answer):
+                raise Forgotten()
+        self._sync_checked = generation
 
     def _requeue(self, batch: list[Segment]) -> None:
         self._queue.extendleft(reversed(batch))
@@ -649,12 +729,17 @@ class GrpcReporter(Reporter):
             self._drop(excess, "queue full while the backend is unreachable",
                        [self._queue.popleft() for _ in range(excess)])
 
-    def _failed(self, generation: int, error: grpc.RpcError) -> None:
+    def _failed(self, generation: int, error: grpc.RpcError) -> bool:
+        """Count and log a failed call; True if the backend is unreachable (UNAVAILABLE: refused, unresolvable,
+        reset, TLS), which is probed again within PROBE_CAP, not after the growing backoff of an answering one."""
         self.failures += 1
         code = error.code() if hasattr(error, "code") else None
-        self._error_log.log(time.monotonic(), "backend %s: %s; retrying with backoff", self.conn.target,
-                            getattr(code, "name", error))
+        details = error.details() if hasattr(error, "details") else ""
+        self.last_error = f"{getattr(code, 'name', error)}: {details}" if details else str(getattr(code, "name", error))
+        self._error_log.log(time.monotonic(), "backend %s: %s; retrying", self.conn.target, self.last_error)
         self.conn.failed(generation)
+        self._unreachable = code is grpc.StatusCode.UNAVAILABLE
+        return self._unreachable
 
 
 def create(on_change: Callable[[Reporter, Identity, int], None],

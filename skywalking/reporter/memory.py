@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from skywalking.reporter import Reporter
 
@@ -36,6 +36,10 @@ class MemoryReporter(Reporter):
         self.segments.append(segment)  # deque.append and next() are atomic: no lock on the hot path
         self.count = next(self._counter)
         return True
+
+    def stats(self) -> dict[str, Any]:
+        return {"created": self.count, "delivered": self.count, "dropped": {}, "dropped_total": 0, "kept": 0,
+                "queued": 0, "held": 0}
 
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
         """Wait until at least ``count`` segments have been reported."""

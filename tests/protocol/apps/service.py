@@ -2,7 +2,8 @@
 
 GET /call[?next=<url>][&fail=1]: an entry span continuing the caller's sw6/sw8 headers, and for
 ``next`` an exit span whose injected headers go with the downstream request. Answers JSON with the
-trace id it saw. GET /stats: the reporter's counters. Configured by SW_* env vars; prints
+trace id it saw. GET /stats: ``agent.stats()``. GET /load?n=<n>: n segments of one local span each, then the
+stats. GET /stop: stops the agent and answers its final counts. Configured by SW_* env vars; prints
 ``ready port=<n>`` once listening. SW_TEST_LOAD=<n> makes it trace n local spans per second.
 """
 
@@ -38,8 +39,18 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlparse(self.path)
         if url.path == "/stats":
-            reporter = agent.agent._reporter
-            self._reply(200, reporter.stats() if reporter is not None and hasattr(reporter, "stats") else {})
+            self._reply(200, agent.stats())
+            return
+        if url.path == "/load":  # n local-span segments, made now
+            for _ in range(int(parse_qs(url.query).get("n", ["1"])[0])):
+                with get_context().new_local_span("/load"):
+                    pass
+            self._reply(200, agent.stats())
+            return
+        if url.path == "/stop":  # stop the agent (flush, at most 5 s); answers its final counts
+            reporter = agent.agent.reporter
+            agent.stop()
+            self._reply(200, reporter.stats() if reporter is not None else {})
             return
         query = parse_qs(url.query)
         carrier = Carrier()
