@@ -19,6 +19,7 @@ import re
 import sys
 import types
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +193,10 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 _BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+_BY_ENV: dict[str, Option] = {o.env_var: o for o in OPTIONS}
+# SW_* variables of ours that are not options: set by sw-python for its loader, or by the Ray plugin for workers
+INTERNAL_ENV = frozenset(("SW_PYTHON_PREFIX", "SW_PYTHON_VERSION", "SW_PYTHON_PREFORK", "SW_RAY_USER_SETUP_HOOK"))
+_explicit: set[str] = set()  # options set by an env var, config.init or an assignment
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
 _HEADERS = ("sw6", "sw8")
@@ -237,6 +242,8 @@ def _coerce(opt: Option, value: Any) -> Any:
         value = value.strip().lower()
         if value not in opt.choices:
             raise ConfigError(f"{opt.name} must be one of {', '.join(opt.choices)}; got {value!r}")
+    if opt.name == "agent_collector_backend_services" and value != opt.default:
+        _check_backends(value)
     if opt.name == "agent_propagation" and value.strip():
         parts = [p.strip().lower() for p in value.split(",") if p.strip()]
         bad = [p for p in parts if p not in _HEADERS]
@@ -246,10 +253,31 @@ def _coerce(opt: Option, value: Any) -> Any:
     return value
 
 
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})$")
+
+
+def _check_backends(value: str) -> None:
+    """Each address of ``agent_collector_backend_services`` is ``host:port`` (``[v6]:port``); gRPC target URIs
+    (``dns:///...``, ``unix:...``) pass as they are."""
+    addresses = [a.strip() for a in value.split(",") if a.strip()]
+    if not addresses:
+        raise ConfigError("agent_collector_backend_services is empty; give the OAP's gRPC address as host:port, "
+                          "e.g. 127.0.0.1:11800")
+    for address in addresses:
+        if ":/" in address or address.startswith("unix:"):
+            continue
+        match = _HOST_PORT.match(address)
+        if match is None or not 0 < int(match.group(1)) < 65536:
+            problem = "has no port" if ":" not in address.strip("[]") or address.endswith("]") else "is not host:port"
+            raise ConfigError(f"agent_collector_backend_services: {address!r} {problem}; give the OAP's gRPC address "
+                              "as host:port, e.g. 127.0.0.1:11800")
+
+
 def _from_env(opt: Option) -> Any:
     raw = os.environ.get(opt.env_var)
     if raw is None:
         return opt.default
+    _explicit.add(opt.name)
     try:
         return _coerce(opt, raw)
     except ConfigError as e:
@@ -266,6 +294,7 @@ class _ConfigModule(types.ModuleType):
         opt = _BY_NAME.get(name)
         if opt is not None:
             value = _coerce(opt, value)
+            _explicit.add(name)
         super().__setattr__(name, value)
 
 
@@ -275,7 +304,7 @@ def _reduce_module(module: types.ModuleType) -> tuple[Any, tuple[str]]:
 
 _module = sys.modules[__name__]
 for _opt in OPTIONS:
-    setattr(_module, _opt.name, _from_env(_opt))
+    setattr(_module, _opt.name, _from_env(_opt))  # the plain module's setattr: only env vars count as explicit
 _module.__class__ = _ConfigModule
 # pickle (and cloudpickle, which Ray uses to ship deployments that reference `config`) by name
 copyreg.pickle(_ConfigModule, _reduce_module)
@@ -288,12 +317,29 @@ def init(**kwargs: Any) -> None:
     for name, value in kwargs.items():
         opt = _BY_NAME.get(name)
         if opt is None:
-            close = difflib.get_close_matches(name, _BY_NAME, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UnknownOptionError(f"invalid configuration option {name!r}{hint}")
+            raise UnknownOptionError(f"invalid configuration option {name!r}{did_you_mean(name, _BY_NAME)}")
         coerced[name] = _coerce(opt, value)
     for name, value in coerced.items():
         setattr(_module, name, value)
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``known`` to a misspelled ``name``, else ``""``."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_env(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """A warning for each ``SW_*`` environment variable that is neither an option nor one of ours (a misspelled
+    option is otherwise ignored without a word)."""
+    return [f"environment variable {var} is not a company-skywalking option and is ignored"
+            f"{did_you_mean(var, [*_BY_ENV, *INTERNAL_ENV])}"
+            for var in sorted(environ) if var.startswith("SW_") and var not in _BY_ENV and var not in INTERNAL_ENV]
+
+
+def explicitly_set(name: str) -> bool:
+    """Whether option ``name`` was set by its env var, ``config.init`` or an assignment (not left at its default)."""
+    return name in _explicit
 
 
 def options() -> dict[str, Any]:

@@ -88,18 +88,25 @@ class SkyWalkingAgent:
                     config.agent_instance_name, config.agent_protocol_version, ",".join(config.PROPAGATION))
 
     def _report_inactive(self) -> None:
+        """Configuration that does nothing, said once per process: unknown ``SW_*`` variables and inactive options
+        the user set. In Ray workers (which inherit the node's environment, one line each) at DEBUG."""
         if self._reported_inactive:
             return
         self._reported_inactive = True
+        from skywalking.bootstrap import ray_worker_process
+
+        say = logger.debug if ray_worker_process() else logger.warning
+        for warning in config.unknown_env():
+            say(warning)
         if config.agent_protocol != "grpc":
-            logger.warning("agent_protocol %r is not implemented; reporting over grpc", config.agent_protocol)
-        on = [name for name in _INACTIVE if getattr(config, name)]
+            say("agent_protocol %r is not implemented; reporting over grpc", config.agent_protocol)
+        on = [name for name in _INACTIVE if getattr(config, name) and config.explicitly_set(name)]
         if on:
             why = "OAP 6.6.0 has no receiver for them" if config.agent_protocol_version == "v6" \
                 else "company-skywalking does not implement them"
-            logger.info("inactive options (%s): %s", why, ", ".join(on))
-        if config.agent_asyncio_enhancement:
-            logger.info("agent_asyncio_enhancement is accepted but unused: one reporter thread serves all")
+            (logger.debug if ray_worker_process() else logger.info)("inactive options (%s): %s", why, ", ".join(on))
+        if config.agent_asyncio_enhancement and config.explicitly_set("agent_asyncio_enhancement"):
+            logger.debug("agent_asyncio_enhancement is accepted but unused: one reporter thread serves all")
 
     def stop(self) -> None:
         """Stop tracing and flush (at most STOP_TIMEOUT seconds). Plugins stay patched but trace

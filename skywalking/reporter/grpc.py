@@ -413,6 +413,8 @@ class GrpcReporter(Reporter):
         self.failures = 0
         self.last_error = ""  # the last failed call: status code and gRPC's details
         self._unreachable = False  # the last failure was UNAVAILABLE
+        self._inflight: list[Segment] = []  # the batch the sender is sending
+        self._abandoned = False  # stop() timed out waiting for the sender, and counted what it held
         self._sync_checked = 0  # the sync fallback: the channel generation whose connection was checked
         self._next_summary = time.monotonic() + DROP_SUMMARY
         self._limit_log = RateLimitedLog(60.0)
@@ -510,16 +512,22 @@ class GrpcReporter(Reporter):
             self._manage_wake.set()
             for thread in self._threads:
                 thread.join(max(0.0, self._stop_deadline - time.monotonic()))
+            self._abandoned = True
+            stuck = list(self._inflight) if self._threads and self._threads[0].is_alive() else []
             spool = self.spool
             why = f" (last error: {self.last_error})" if self.last_error else ""
             if spool is not None:
                 kept = spool.pending()
                 spool.close(delivered_everything=kept == 0)
-                self.accounts.kept = len(self._queue) + len(self._held)
+                self.accounts.kept = len(self._queue) + len(self._held) + len(stuck)
                 if kept:
                     logger.info("%d segment(s) not sent before stop stay in %s for the next agent on this node%s",
                                 kept, spool.path, why)
             else:
+                if stuck:
+                    logger.warning("%d segment(s) not sent before stop: the backend %s had not answered the call "
+                                   "carrying them within %.0f s%s", len(stuck), self.conn.target, timeout, why)
+                    self._drop(len(stuck), "not sent before stop: the backend did not answer")
                 if self._queue:
                     logger.warning("%d segment(s) not sent before stop: the backend %s did not take them within "
                                    "%.0f s%s", len(self._queue), self.conn.target, timeout, why)
@@ -597,6 +605,7 @@ class GrpcReporter(Reporter):
         backoff, probe = Backoff(), Backoff(cap=PROBE_CAP)
         with suppress_tracing():
             while True:
+                self._inflight = []
                 stopping = self._stopping.is_set()
                 self._release_held()
                 if not self._queue:
@@ -610,6 +619,7 @@ class GrpcReporter(Reporter):
                         self._stopping.wait(LINGER)  # let a batch build up (stop cuts this short)
                     continue
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+                self._inflight = batch
                 timeout = STREAM_TIMEOUT
                 if stopping:
                     timeout = self._stop_deadline - time.monotonic()
@@ -618,6 +628,9 @@ class GrpcReporter(Reporter):
                         return
                 try:
                     sent = self._send(batch, timeout)
+                    if self._abandoned:  # stop() gave up waiting and counted this batch
+                        return
+                    self._inflight = []
                 except RuntimeError as e:
                     if "shutdown" not in str(e):
                         raise
@@ -701,6 +714,8 @@ class GrpcReporter(Reporter):
         except grpc.RpcError as e:
             self._failed(generation, e)
             return False
+        if self._abandoned:
+            return True
         self.accounts.delivered += len(messages)
         for segment in sent_batch:
             self.protocol.sent(segment)

@@ -9,7 +9,6 @@ gRPC printed no fork warning.
 from __future__ import annotations
 
 import os
-
 import signal
 import subprocess
 import sys
@@ -38,7 +37,7 @@ class Server:
 
     def __init__(self, cmd: list[str], env: dict[str, str], stop_signal: int) -> None:
         self.stop_signal = stop_signal
-        self.log = open(f"/tmp/prefork-{os.getpid()}-{time.monotonic_ns()}.log", "w+")  # noqa: SIM115
+        self.log = open(f"/tmp/prefork-{os.getpid()}-{time.monotonic_ns()}.log", "w+")
         self.popen = subprocess.Popen(cmd, env=env, cwd=APPS, stdout=self.log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
 

@@ -13,7 +13,7 @@ if os.environ.get("SW_TEST_START_IN_APP") == "1":
 
     agent.start()
 
-from flask import Flask  # noqa: E402
+from flask import Flask
 
 app = Flask(__name__)
 
