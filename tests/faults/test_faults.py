@@ -181,7 +181,8 @@ def test_the_collector_survives_malformed_input(spawn: Callable[..., Any]) -> No
             s.sendall(garbage[i % 100] * 3)
     http_host, http_port = collector.http.rsplit(":", 1)
     bad = [b"GET /api/segments HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", b"\x00\x01garbage\r\n\r\n",
-           b"POST /api/reset HTTP/1.1\r\nContent-Length: 99999999\r\n\r\nab", b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n"]
+           b"POST /api/none HTTP/1.1\r\nContent-Length: 99999999\r\n\r\nab",
+           b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n"]
 
     def hammer(n: int) -> None:
         for i in range(n):
