@@ -1,7 +1,7 @@
 """Run every benchmark under baseline / upstream / ours and print a comparison table.
 
 Usage: .venv/bin/python bench/run.py [--requests N] [--rounds R] [--warmup W] [--only NAME]
-(NAME: core, reporter, http, ray; see bench/README.md)
+(NAME: core, reporter, http, ray, faults; see bench/README.md)
 
 * baseline: .venv, ``--mode baseline`` (skywalking is never imported)
 * upstream: .venvs/bench-upstream with apache-skywalking==1.2.0 (created on first use)
@@ -470,6 +470,25 @@ def http_benchmarks(rounds: int, seconds: float, connections: int, upstream_erro
     return not failed
 
 
+def fault_benchmarks(requests: int) -> bool:
+    """App request latency while the backend misbehaves (bench/bench_faults.py), against the healthy case."""
+    proc = run([OURS_PYTHON, BENCH_DIR / 'bench_faults.py', '--requests', str(requests)], timeout=1800)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+    if not lines:
+        print(f'faults benchmark FAILED: {proc.stderr[-2000:]}')
+        return False
+    results = json.loads(lines[-1])
+    healthy, bare = results['healthy'], results['no agent']
+    print(f'### faults: app request latency while the backend misbehaves, {requests} sequential requests per case\n')
+    print('| backend | p50 ms | p99 ms | p50 vs healthy | p99 vs healthy | p50 vs no agent |\n|---|---:|---:|---:|---:|---:|')
+    for name, r in results.items():
+        print(f"| {name} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p50_ms'] / healthy['p50_ms']:.2f} "
+              f"| {r['p99_ms'] / healthy['p99_ms']:.2f} | {r['p50_ms'] / bare['p50_ms']:.2f} |")
+    (RESULTS_DIR / 'faults.json').write_text(json.dumps(results, indent=2) + '\n', encoding='utf-8')
+    print(f"\nwrote {(RESULTS_DIR / 'faults.json').relative_to(ROOT)}\n")
+    return True
+
+
 def _free_port() -> int:
     import socket
 
@@ -489,8 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--http-seconds', type=float, default=10.0, help='measured seconds per HTTP leg')
     parser.add_argument('--http-connections', type=int, default=16, help='load generator connections')
     parser.add_argument('--only', action='append',
-                        choices=[*(b.name for b in BENCHMARKS), 'reporter', 'http', 'ray'],
+                        choices=[*(b.name for b in BENCHMARKS), 'reporter', 'http', 'ray', 'faults'],
                         help='run only these')
+    parser.add_argument('--fault-requests', type=int, default=3000, help='requests per fault case')
     parser.add_argument('--segments', type=int, default=5000, help='segments per reporter throughput leg')
     parser.add_argument('--soak-minutes', type=float, default=10, help='collector-down soak (0 skips it)')
     parser.add_argument('--soak-rate', type=int, default=200, help='segments per second during the soak')
@@ -551,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     if have_ours and (not args.only or 'ray' in args.only):
         if not ray_benchmarks(args.ray_calls, args.ray_rounds):
             failed.append('ray')
+    if have_ours and (not args.only or 'faults' in args.only):
+        if not fault_benchmarks(args.fault_requests):
+            failed.append('faults')
     if failed:
         print(f'FAILED legs: {", ".join(failed)}')
         return 1

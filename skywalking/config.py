@@ -85,7 +85,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("agent_instance_properties_json", str, "",
            "JSON object of extra instance properties, e.g. `{\"team\": \"llm\"}`."),
     Option("agent_experimental_fork_support", bool, False,
-           "Restart the agent in children of `os.fork()` (instance name gets `-child(<pid>)`)."),
+           "Restart the agent in children of `os.fork()` (instance name gets `-child(<pid>)`). Workers of gunicorn "
+           "and uWSGI masters start it without this option (docs/prefork.md); other children trace nothing without "
+           "it."),
     Option("agent_queue_timeout", int, 1, "Seconds one reporting stream may keep pulling from the queue."),
     Option("agent_asyncio_enhancement", bool, False,
            "Upstream's asyncio reporter switch. Accepted; this agent always reports from one background thread."),

@@ -21,9 +21,8 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.protocol.procs import Collector, Proc, Service, clean_env, free_port, get_json, wait_for
+from tests.protocol.procs import ROOT, Collector, Proc, Service, clean_env, free_port, get_json, wait_for
 
-HERE = Path(__file__).parent
 BUFFER = 300
 LOADS, PER_LOAD, CALLS = 20, 100, 50
 RSS_BOUND = 64 * 1024 * 1024  # bytes the app may grow by while 2 000 segments cannot be delivered
@@ -51,7 +50,8 @@ def spawn(procs: list[Proc]) -> Callable[..., Any]:
 
 class FaultServer(Proc):
     def __init__(self, mode: str, *args: str) -> None:
-        super().__init__([sys.executable, str(HERE / "fault_server.py"), mode, *args], clean_env(), "ready port=")
+        super().__init__([sys.executable, str(ROOT / "tools" / "fault_server.py"), mode, *args], clean_env(),
+                         "ready port=")
         self.address = f"127.0.0.1:{self.ready_line.split('=')[1]}"
 
 

@@ -168,3 +168,17 @@ def test_set_identity_changes_who_reports_new_segments(start_agent: object) -> N
     props = dict(after.identity[3])
     assert props["instance_name"] == "replica-1"
     assert (config.agent_name, config.agent_instance_name) == ("replica-svc", "replica-1")
+
+
+def test_ray_workers_name_inactive_options_at_debug_only() -> None:
+    """A Ray worker (argv0 default_worker.py) inherits the node's environment: what every worker would repeat is
+    logged at DEBUG there."""
+    code = ("import sys\nsys.argv[0] = '/x/ray/_private/workers/default_worker.py'\n"
+            "from skywalking import agent, config\nconfig.init(agent_log_reporter_active=True, agent_logging_level={})\n"
+            "agent.start(); agent.stop()")
+    quiet = run(code.format("'INFO'"), {"SW_AGENT_NAMSPACE": "x"})
+    assert "inactive options" not in quiet.stderr and "SW_AGENT_NAMSPACE" not in quiet.stderr, quiet.stderr
+    loud = run(code.format("'DEBUG'"), {"SW_AGENT_NAMSPACE": "x"})
+    assert "[DEBUG] inactive options (OAP 6.6.0 has no receiver for them): agent_log_reporter_active" in loud.stderr
+    assert "did you mean 'SW_AGENT_NAMESPACE'?" in loud.stderr
+

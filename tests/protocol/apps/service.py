@@ -90,7 +90,8 @@ def load(per_second: int) -> None:
 
 
 def main() -> None:
-    agent.start()
+    if not os.environ.get("SW_TEST_NO_AGENT"):  # the no-agent baseline of bench/bench_faults.py
+        agent.start()
     server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("SW_TEST_PORT", "0"))), Handler)
     if os.environ.get("SW_TEST_LOAD"):
         threading.Thread(target=load, args=(int(os.environ["SW_TEST_LOAD"]),), daemon=True).start()

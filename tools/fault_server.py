@@ -1,4 +1,4 @@
-"""A misbehaving OAP for the fault tests, on 127.0.0.1 (run as a process).
+"""A misbehaving OAP for the fault tests (tests/faults) and benchmark (bench/bench_faults.py), on 127.0.0.1.
 
 ``python fault_server.py <mode> [upstream]``; prints ``ready port=<port>``.
 
