@@ -480,7 +480,8 @@ def fault_benchmarks(requests: int) -> bool:
     results = json.loads(lines[-1])
     healthy, bare = results['healthy'], results['no agent']
     print(f'### faults: app request latency while the backend misbehaves, {requests} sequential requests per case\n')
-    print('| backend | p50 ms | p99 ms | p50 vs healthy | p99 vs healthy | p50 vs no agent |\n|---|---:|---:|---:|---:|---:|')
+    print('| backend | p50 ms | p99 ms | p50 vs healthy | p99 vs healthy | p50 vs no agent |')
+    print('|---|---:|---:|---:|---:|---:|')
     for name, r in results.items():
         print(f"| {name} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p50_ms'] / healthy['p50_ms']:.2f} "
               f"| {r['p99_ms'] / healthy['p99_ms']:.2f} | {r['p50_ms'] / bare['p50_ms']:.2f} |")

@@ -174,7 +174,8 @@ def test_ray_workers_name_inactive_options_at_debug_only() -> None:
     """A Ray worker (argv0 default_worker.py) inherits the node's environment: what every worker would repeat is
     logged at DEBUG there."""
     code = ("import sys\nsys.argv[0] = '/x/ray/_private/workers/default_worker.py'\n"
-            "from skywalking import agent, config\nconfig.init(agent_log_reporter_active=True, agent_logging_level={})\n"
+            "from skywalking import agent, config\n"
+            "config.init(agent_log_reporter_active=True, agent_logging_level={})\n"
             "agent.start(); agent.stop()")
     quiet = run(code.format("'INFO'"), {"SW_AGENT_NAMSPACE": "x"})
     assert "inactive options" not in quiet.stderr and "SW_AGENT_NAMSPACE" not in quiet.stderr, quiet.stderr
