@@ -34,6 +34,7 @@ setup(
     package_data={"skywalking": ["py.typed", "bootstrap/loader/sitecustomize.py", f"bootstrap/{PTH}"]},
     install_requires=[
         "grpcio>=1.49",
+        "h2>=4.1",  # the collect stream's HTTP/2 connection (skywalking/reporter/h2stream.py)
         "protobuf>=3.20.3",
         "wrapt>=1.14",
         "packaging>=21",

@@ -18,7 +18,7 @@ What OAP 6.6.0 needs (spec §0.1, §2.10, §8) and how it is met here:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from skywalking import Kind
@@ -30,6 +30,10 @@ from skywalking.trace.segment import InstanceRef, Segment, SegmentRef
 from skywalking.trace.span import Span
 
 SPAN_TYPE = {Kind.Entry: 0, Kind.Exit: 1, Kind.Local: 2}  # proto SpanType
+# the same by Kind value (Local 0, Entry 1, Exit 2); members' ``_value_`` is read directly: the ``value`` property
+# and enum hashing are Python calls, several per span
+_SPAN_TYPE_BY_VALUE = tuple(SPAN_TYPE[k] for k in sorted(Kind, key=lambda k: k.value))
+_ENTRY, _EXIT = Kind.Entry, Kind.Exit
 REF_TYPE = {"CrossProcess": 0, "CrossThread": 1}
 
 
@@ -59,27 +63,29 @@ def encode(segment: Segment, ids: Ids) -> UpstreamSegment:
         raise Unresolved(missing)
     service_id, instance_id = own  # type: ignore[misc]
     endpoints = ids.endpoints if service_id == ids.endpoint_service_id else {}
-    obj = SegmentObject(traceSegmentId=UniqueId(idParts=segment.segment_id.parts),
-                        spans=[_span(span, ids, endpoints) for span in segment.spans],
-                        serviceId=service_id, serviceInstanceId=instance_id,
-                        isSizeLimited=segment.is_size_limited)
+    obj = SegmentObject(traceSegmentId=UniqueId(idParts=segment.segment_id.parts), serviceId=service_id,
+                        serviceInstanceId=instance_id, isSizeLimited=segment.is_size_limited)
+    add = obj.spans.add  # spans are built in place: a span message passed to a constructor would be copied
+    for span in segment.spans:
+        _span(span, ids, endpoints, add)
     traces = segment.related_traces  # the primary trace last: the OAP files the segment under the last one
     ids = [UniqueId(idParts=t.parts) for t in (*traces[1:], traces[0]) if t.parts is not None]
     return UpstreamSegment(globalTraceIds=ids,
                            segment=obj.SerializeToString())
 
 
-def _span(span: Span, ids: Ids, endpoints: Mapping[str, int]) -> SpanObjectV2:
-    s = SpanObjectV2(spanId=span.sid, parentSpanId=span.pid, startTime=span.start_time, endTime=span.end_time,
-                     spanType=SPAN_TYPE[span.kind], spanLayer=span.layer.value, componentId=span.component.value,
-                     isError=span.error_occurred)
+def _span(span: Span, ids: Ids, endpoints: Mapping[str, int], add: Callable[..., SpanObjectV2]) -> None:
+    kind = span.kind
+    s = add(spanId=span.sid, parentSpanId=span.pid, startTime=span.start_time, endTime=span.end_time,
+                     spanType=_SPAN_TYPE_BY_VALUE[kind._value_], spanLayer=span.layer._value_,
+                     componentId=span.component._value_, isError=span.error_occurred)
     op = span.op or ""
-    op_id = endpoints.get(op, 0) if span.kind is Kind.Entry else 0
+    op_id = endpoints.get(op, 0) if kind is _ENTRY else 0
     if op_id:
         s.operationNameId = op_id
     else:
         s.operationName = op
-    if span.kind is Kind.Exit and span.peer:  # an entry span's peer would become an OAP 6 address node
+    if kind is _EXIT and span.peer:  # an entry span's peer would become an OAP 6 address node
         peer_id = ids.addresses.get(span.peer, 0)
         if peer_id:
             s.peerId = peer_id
@@ -90,10 +96,9 @@ def _span(span: Span, ids: Ids, endpoints: Mapping[str, int]) -> SpanObjectV2:
     for log in span.logs:
         s.logs.append(Log(time=log.timestamp, data=[KeyStringValuePair(key=i.key, value=i.val) for i in log.items]))
     for ref in span.refs:
-        r = _ref(ref, span.kind is Kind.Entry, ids)
+        r = _ref(ref, kind is _ENTRY, ids)
         if r is not None:
             s.refs.append(r)
-    return s
 
 
 def _instance_id(instance: InstanceRef, ids: Ids) -> int:
@@ -131,8 +136,15 @@ def _ref(ref: SegmentRef, on_entry: bool, ids: Ids) -> SegmentReference | None:
     return r
 
 
-def names_to_register(segment: Segment) -> tuple[set[str], set[str]]:
-    """(entry-span operation names, exit-span peers) of a segment: what the agent registers."""
-    endpoints = {s.op for s in segment.spans if s.kind is Kind.Entry and s.op}
-    peers = {s.peer for s in segment.spans if s.kind is Kind.Exit and s.peer}
+def names_to_register(segments: Iterable[Segment]) -> tuple[set[str], set[str]]:
+    """(entry-span operation names, exit-span peers) of segments: what the agent registers."""
+    endpoints: set[str] = set()
+    peers: set[str] = set()
+    for segment in segments:
+        for s in segment.spans:
+            if s.kind is _ENTRY:
+                if s.op:
+                    endpoints.add(s.op)
+            elif s.kind is _EXIT and s.peer:
+                peers.add(s.peer)
     return endpoints, peers

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from skywalking import Kind
 from skywalking.protocol_v8.gen.common.Common_pb2 import KeyStringValuePair
 from skywalking.protocol_v8.gen.language_agent.Tracing_pb2 import Log, SegmentObject, SegmentReference, SpanObject
@@ -9,19 +11,25 @@ from skywalking.trace.segment import Segment, SegmentRef
 from skywalking.trace.span import Span
 
 SPAN_TYPE = {Kind.Entry: 0, Kind.Exit: 1, Kind.Local: 2}
+# the proto SpanType by Kind value (Local 0, Entry 1, Exit 2); members' ``_value_`` is read directly: the ``value``
+# property and enum hashing are Python calls, several per span
+_SPAN_TYPE_BY_VALUE = tuple(SPAN_TYPE[k] for k in sorted(Kind, key=lambda k: k.value))
 REF_TYPE = {"CrossProcess": 0, "CrossThread": 1}
 
 
 def encode(segment: Segment, service: str, instance: str) -> SegmentObject:
-    return SegmentObject(traceId=segment.related_traces[0].value, traceSegmentId=segment.segment_id.value,
-                         spans=[_span(s) for s in segment.spans], service=service, serviceInstance=instance,
-                         isSizeLimited=segment.is_size_limited)
+    obj = SegmentObject(traceId=segment.related_traces[0].value, traceSegmentId=segment.segment_id.value,
+                        service=service, serviceInstance=instance, isSizeLimited=segment.is_size_limited)
+    add = obj.spans.add  # spans are built in place: a span message passed to a constructor would be copied
+    for span in segment.spans:
+        _span(span, add)
+    return obj
 
 
-def _span(span: Span) -> SpanObject:
-    s = SpanObject(spanId=span.sid, parentSpanId=span.pid, startTime=span.start_time, endTime=span.end_time,
-                   operationName=span.op or "", spanType=SPAN_TYPE[span.kind], spanLayer=span.layer.value,
-                   componentId=span.component.value, isError=span.error_occurred)
+def _span(span: Span, add: Callable[..., SpanObject]) -> None:
+    s = add(spanId=span.sid, parentSpanId=span.pid, startTime=span.start_time, endTime=span.end_time,
+                   operationName=span.op or "", spanType=_SPAN_TYPE_BY_VALUE[span.kind._value_],
+                   spanLayer=span.layer._value_, componentId=span.component._value_, isError=span.error_occurred)
     if span.peer:  # v3 keeps the caller's address on entry spans too
         s.peer = span.peer
     for tag in span.tags:
@@ -32,7 +40,6 @@ def _span(span: Span) -> SpanObject:
         r = _ref(ref)
         if r is not None:
             s.refs.append(r)
-    return s
 
 
 def _ref(ref: SegmentRef) -> SegmentReference | None:

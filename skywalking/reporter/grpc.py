@@ -1,12 +1,13 @@
 """The gRPC reporter: a bounded queue, a sender thread and a manager thread, shared by v6 and v8.
 
 * ``report()`` (the application's thread) appends to a bounded deque: no lock, no I/O. When the
-  queue is full the segment is dropped and counted; drops are logged in one rate-limited line.
+  queue is full the segment is dropped and counted (``accounting``: every segment is delivered or counted).
 * The sender thread takes batches, encodes them with the protocol's pure function and sends each
-  batch on one client-streaming ``collect`` call with a deadline, over ``grpc.aio`` on a loop of its own
-  (``CollectStream``; the sync API is the fallback). A failed batch goes back to the
+  batch on one client-streaming ``collect`` call with a deadline, over an HTTP/2 connection of its own
+  (``h2stream``: a batch is a few DATA frames, not one hand-off per segment; grpcio's API is the fallback).
+  A new connection is checked (a ping) before segments go over it. A failed batch goes back to the
   front of the queue (still bounded), the channel fails over to the next backend, and the sender
-  backs off exponentially (capped).
+  retries (within a second when the backend is unreachable, else with a capped exponential backoff).
 * The manager thread runs the protocol's control loop: v6 registration and ping (the registry), v3
   instance properties and keep-alive.
 * v6 segments name processes by identity; a segment whose identities have no OAP ids yet is held (bounded
@@ -20,7 +21,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
 import random
@@ -37,6 +37,7 @@ from skywalking import __version__, config
 from skywalking.loggings import RateLimitedLog, logger
 from skywalking.reporter import Reporter
 from skywalking.reporter.accounting import DROP_SUMMARY, Accounts
+from skywalking.reporter.h2stream import H2Channel
 from skywalking.trace.context import suppress_tracing
 from skywalking.trace.identity import Identity, Unresolved
 
@@ -55,10 +56,8 @@ PROBE_CAP = 1.0  # seconds between the manager's calls while the backend fails: 
 # gRPC's own reconnect backoff grows to 120 s by default, and a call made meanwhile fails without trying: bounded
 CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconnect_backoff_ms", 250),
                    ("grpc.max_reconnect_backoff_ms", 1000))
-# the collect channel: a call never moves to a new connection by itself (that one is checked first, see CollectStream)
-COLLECT_OPTIONS = (*CHANNEL_OPTIONS, ("grpc.enable_retries", 0))
+
 IDLE_WAIT = 0.5  # seconds the sender sleeps when the queue is empty (woken early by report())
-STREAMS = 16  # concurrent collect streams per batch: their writes complete together, one loop wake-up for several
 LINGER = 0.2  # seconds the sender lets segments accumulate after waking: one stream per batch, not per segment
 LIMITS_CHECK = 30.0  # seconds between looks at the span-limit counters (logged when they grew)
 SPOOL_SCAN = 5.0  # seconds between looks for spools left by dead processes
@@ -123,86 +122,6 @@ class Forgotten(Exception):
     """The backend answered the connection check with a reset: the batch names ids it no longer knows."""
 
 
-class CollectStream:
-    """The ``collect`` client stream over ``grpc.aio``, on an event loop owned by the sender thread.
-
-    The sync API starts a thread per stream and hands every message between that thread, the caller and
-    grpc's own threads: about ten context switches per segment, each one contending for the GIL with the
-    application (measured: the main reason tracing slowed a FastAPI app down). Here the one loop wakes
-    about once per message and no thread is started per stream. Any failure other than an RPC error turns
-    it off for good (``broken``) and the sender goes back to the sync API."""
-
-    def __init__(self, tls: bool) -> None:
-        self.tls = tls
-        self.broken = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._channel: Any = None
-        self._key: tuple[str, int] | None = None
-
-    def send(self, target: str, generation: int, path: str, messages: list[bytes], timeout: float,
-             md: tuple[tuple[str, str], ...], deserializer: Callable[[bytes], Any],
-             check: Callable[[], Check | None]) -> None:
-        """Send ``messages`` to ``target``, spread over up to ``STREAMS`` concurrent streams (at least 8 messages
-        each); raises ``grpc.RpcError`` when a call fails, ``Forgotten`` when the connection check failed."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._send(target, generation, path, messages, timeout, md, deserializer,
-                                                 check))
-
-    async def _send(self, target: str, generation: int, path: str, messages: list[bytes], timeout: float,
-                    md: tuple[tuple[str, str], ...], deserializer: Callable[[bytes], Any],
-                    check: Callable[[], Check | None]) -> None:
-        if self._key != (target, generation):  # the sync channel failed over: follow it
-            await self._close_channel()
-            # made inside the running loop: grpc.aio binds the channel to it
-            self._channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(), COLLECT_OPTIONS) \
-                if self.tls else grpc.aio.insecure_channel(target, COLLECT_OPTIONS)
-            self._key = (target, generation)
-        # A connection that is not the one the last batch went over may lead to a restarted backend that has
-        # forgotten the ids the batch names: ask first (the answer comes over the connection the streams then use;
-        # no await between the two, and calls are never moved to another connection).
-        pending = check() if self._channel.get_state() is not grpc.ChannelConnectivity.READY else None
-        if pending is not None:
-            check_path, request, response_type, accept = pending
-            answer = await self._channel.unary_unary(check_path, request_serializer=_passthrough,
-                                                     response_deserializer=response_type.FromString)(
-                request, timeout=min(timeout, UNARY_TIMEOUT), metadata=md)
-            if not accept(answer):
-                raise Forgotten()
-        n = min(STREAMS, max(1, len(messages) // 8))
-        results = await asyncio.gather(*(self._collect(path, messages[i::n], timeout, md, deserializer)
-                                         for i in range(n)), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    async def _collect(self, path: str, messages: list[bytes], timeout: float, md: tuple[tuple[str, str], ...],
-                       deserializer: Callable[[bytes], Any]) -> None:
-        call = self._channel.stream_unary(path, request_serializer=_passthrough,
-                                          response_deserializer=deserializer)(timeout=timeout, metadata=md)
-        try:
-            for message in messages:
-                await call.write(message)
-            await call.done_writing()
-        except asyncio.InvalidStateError:
-            pass  # the call ended early: its status, raised below, says why
-        await call
-
-    async def _close_channel(self) -> None:
-        channel, self._channel, self._key = self._channel, None, None
-        if channel is not None:
-            try:
-                await channel.close()
-            except Exception:
-                logger.debug("closing the collect channel failed", exc_info=True)
-
-    def close(self) -> None:
-        if self._loop is not None:
-            self._loop.run_until_complete(self._close_channel())
-            self._loop.close()
-            self._loop = None
-
-
 class Protocol:
     """What differs between v6 and v8: the control loop, the encoder, the collect path."""
 
@@ -217,8 +136,8 @@ class Protocol:
         """Serialized stream message; raises ValueError for a segment the backend would drop."""
         raise NotImplementedError
 
-    def sent(self, segment: Segment) -> None:
-        """Called after a segment went out."""
+    def sent(self, segments: list[Segment]) -> None:
+        """Called after a batch went out."""
 
     def check(self) -> Check | None:
         """A call that tells whether the backend still knows the ids segments name, sent on a new connection
@@ -292,8 +211,8 @@ class V6Protocol(Protocol):
     def encode(self, segment: Segment) -> bytes:
         return self._encode.encode(segment, self.registry.ids()).SerializeToString()
 
-    def sent(self, segment: Segment) -> None:
-        self.registry.note_names(*self._encode.names_to_register(segment))
+    def sent(self, segments: list[Segment]) -> None:
+        self.registry.note_names(*self._encode.names_to_register(segments))
 
     def check(self) -> Check | None:
         ping = self.registry.ping_message()
@@ -395,7 +314,8 @@ class GrpcReporter(Reporter):
         self.protocol = protocol
         self.max_queue = max(1, max_queue)
         self.conn = Connection(backends, tls)
-        self._stream = CollectStream(tls)
+        self._h2: H2Channel | None = None  # the collect connection (None: h2 unusable here, the gRPC API sends)
+        self._h2_ok = True
         self._queue: deque[Segment] = deque()
         self._held: deque[Segment] = deque()  # waiting for ids (v6)
         self._held_version = -1
@@ -599,7 +519,8 @@ class GrpcReporter(Reporter):
         try:
             self._send_batches()
         finally:
-            self._stream.close()
+            if self._h2 is not None:
+                self._h2.close()
 
     def _send_batches(self) -> None:
         backoff, probe = Backoff(), Backoff(cap=PROBE_CAP)
@@ -694,17 +615,16 @@ class GrpcReporter(Reporter):
             return True
         channel, generation = self.conn.channel()
         try:
-            if not self._stream.broken:
+            if self._h2_ok:
                 try:
-                    self._stream.send(self.conn.target, generation, self.protocol.collect_path, messages, timeout,
-                                      metadata(), self.protocol.response.FromString, self.protocol.check)
+                    self._send_h2(messages, timeout)
                 except (grpc.RpcError, Forgotten):
                     raise
                 except Exception:
-                    self._stream.broken = True
-                    logger.warning("grpc.aio unusable here; sending with the sync gRPC API", exc_info=True)
-                    self._stream.close()
-            if self._stream.broken:
+                    self._h2_ok = False
+                    logger.warning("the h2 transport failed unexpectedly; sending with the gRPC API from now on",
+                                   exc_info=True)
+            if not self._h2_ok:
                 self._check_sync(channel, generation, timeout)
                 collect = channel.stream_unary(self.protocol.collect_path, request_serializer=_passthrough,
                                                response_deserializer=self.protocol.response.FromString)
@@ -717,11 +637,28 @@ class GrpcReporter(Reporter):
         if self._abandoned:
             return True
         self.accounts.delivered += len(messages)
-        for segment in sent_batch:
-            self.protocol.sent(segment)
+        self.protocol.sent(sent_batch)
         if self.spool is not None:
             self.spool.done([s.spool_seq for s in sent_batch])
         return True
+
+    def _send_h2(self, messages: list[bytes], timeout: float) -> None:
+        """One ``collect`` call carrying ``messages`` over our HTTP/2 connection to the current backend. A new
+        connection (the backend may have restarted and forgotten the ids the batch names) is checked first, over
+        the same connection; the call never opens another one behind the check's back."""
+        h2c = self._h2
+        if h2c is None or h2c.target != self.conn.target:
+            if h2c is not None:
+                h2c.close()
+            h2c = self._h2 = H2Channel(self.conn.target, self.conn.tls)
+        if h2c.open(min(timeout, UNARY_TIMEOUT)):
+            check = self.protocol.check()
+            if check is not None:
+                path, request, response_type, accept = check
+                answer = h2c.call(path, [request], min(timeout, UNARY_TIMEOUT), metadata())
+                if not accept(response_type.FromString(answer)):
+                    raise Forgotten()
+        h2c.call(self.protocol.collect_path, messages, timeout, metadata())
 
     def _check_sync(self, channel: grpc.Channel, generation: int, timeout: float) -> None:
         """The sync fallback's connection check: once per channel (a failure makes a new one)."""

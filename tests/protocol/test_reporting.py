@@ -228,12 +228,12 @@ def test_tls_channel(spawn: Callable[..., Any]) -> None:
     assert plain.stats()["instance_id"] == 0 and plain.stats()["sent"] == 0
 
 
-@pytest.mark.parametrize("aio_fails", [False, True])
-def test_segments_go_out_on_grpc_aio_with_the_sync_api_as_fallback(spawn: Callable[..., Any],
-                                                                   monkeypatch: pytest.MonkeyPatch,
-                                                                   aio_fails: bool) -> None:
-    """Segments go out on grpc.aio streams; any failure there other than an RPC error switches the reporter to the
-    sync API for good, and the batch is still delivered."""
+@pytest.mark.parametrize("h2_fails", [False, True])
+def test_segments_go_out_over_h2_with_the_grpc_api_as_fallback(spawn: Callable[..., Any],
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               h2_fails: bool) -> None:
+    """Segments go out over the reporter's own HTTP/2 connection; any failure there other than an RPC error switches
+    the reporter to grpcio's API for good, and the batch is still delivered."""
     from skywalking import config
     from skywalking.reporter import grpc as reporter_grpc
     from skywalking.trace.context import disable, enable, get_context
@@ -246,10 +246,10 @@ def test_segments_go_out_on_grpc_aio_with_the_sync_api_as_fallback(spawn: Callab
 
     def unusable(self: Any, *args: Any, **kwargs: Any) -> None:
         calls.append(1)
-        raise RuntimeError("no grpc.aio here")
+        raise RuntimeError("no h2 here")
 
-    if aio_fails:
-        monkeypatch.setattr(reporter_grpc.CollectStream, "send", unusable)
+    if h2_fails:
+        monkeypatch.setattr(reporter_grpc.GrpcReporter, "_send_h2", unusable)
     reporter = reporter_grpc.GrpcReporter(reporter_grpc.V8Protocol(), 100, [collector.grpc], False)
     reporter.start()
     enable(reporter.report, identity=new_identity("svc-fallback", "svc-fallback-1"), protocol="v8")
@@ -258,10 +258,10 @@ def test_segments_go_out_on_grpc_aio_with_the_sync_api_as_fallback(spawn: Callab
             with get_context().new_entry_span(op=f"/fallback/{n}"):
                 pass
             wait_for(lambda n=n: len(collector.api("/api/segments?service=svc-fallback")) > n, what=f"segment {n}")
-        if aio_fails:
-            assert calls == [1] and reporter._stream.broken  # tried once, then the sync API only
+        if h2_fails:
+            assert calls == [1] and not reporter._h2_ok  # tried once, then grpcio only
         else:
-            assert not reporter._stream.broken  # every batch went over grpc.aio
+            assert reporter._h2_ok and reporter._h2 is not None  # every batch went over h2
         assert reporter.sent == 3 and not reporter.dropped
     finally:
         disable()
