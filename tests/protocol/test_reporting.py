@@ -298,3 +298,35 @@ def test_an_identity_registered_on_its_behalf_keeps_its_instance(spawn: Callable
     assert first["caller-1"] == again["caller-1"] and first["callee-1"] != first["caller-1"]
     by_id = {i["id"]: i for i in collector.api("/api/inventory")["instances"]}
     assert by_id[first["caller-1"]]["name"] == "svc-caller-pid:22@h"
+
+
+def test_h2_channel_carries_a_batch_larger_than_the_flow_control_window(spawn: Callable[..., Any]) -> None:
+    """3 000 segments of about 600 bytes (1.8 MB, far past HTTP/2's initial 64 KiB stream window) in one call: the
+    channel waits for the server's WINDOW_UPDATEs and the collector receives every segment; a server error comes
+    back as a CallError with grpc's code and the server's message; the connection is reused across calls."""
+    from skywalking.reporter.h2stream import CallError, H2Channel
+    from tests.faults.test_faults import FaultServer
+
+    collector = spawn(Collector, 0, 0, 0.2, "--sink")
+    channel = H2Channel(collector.grpc, tls=False)
+    message = v8_segment_600_bytes()
+    assert channel.open(5) is True
+    for _ in range(2):
+        channel.call("/skywalking.v3.TraceSegmentReportService/collect", [message] * 1500, 30)
+    assert channel.open(5) is False  # the same connection
+    wait_for(lambda: collector.api("/api/stats")["segmentsReceived"] == 3000, what="3000 segments")
+    channel.close()
+    fault = spawn(FaultServer, "error")
+    failing = H2Channel(fault.address, tls=False)
+    failing.open(5)
+    with pytest.raises(CallError) as error:
+        failing.call("/TraceSegmentReportService/collect", [message], 5)
+    assert error.value.code().name == "INTERNAL" and error.value.details() == "fault server: internal error"
+
+
+def v8_segment_600_bytes() -> bytes:
+    from skywalking.protocol_v8.gen.language_agent.Tracing_pb2 import SegmentObject, SpanObject
+
+    return SegmentObject(traceId="t" * 40, traceSegmentId="s" * 40, service="svc-h2", serviceInstance="i",
+                         spans=[SpanObject(spanId=i, parentSpanId=i - 1, operationName="/op" * 30,
+                                           startTime=1, endTime=2) for i in range(4)]).SerializeToString()
