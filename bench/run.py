@@ -1,7 +1,7 @@
 """Run every benchmark under baseline / upstream / ours and print a comparison table.
 
 Usage: .venv/bin/python bench/run.py [--requests N] [--rounds R] [--warmup W] [--only NAME]
-(NAME: core, reporter, http, ray, faults; see bench/README.md)
+(NAME: core, reporter, http, ray, faults, scaling; see bench/README.md)
 
 * baseline: .venv, ``--mode baseline`` (skywalking is never imported)
 * upstream: .venvs/bench-upstream with apache-skywalking==1.2.0 (created on first use)
@@ -506,6 +506,29 @@ def fault_benchmarks(requests: int) -> bool:
     return True
 
 
+def scaling_benchmarks() -> bool:
+    """Time per span as spans per segment, threads and asyncio tasks grow; memory per queued segment."""
+    proc = run([OURS_PYTHON, BENCH_DIR / 'bench_scaling.py'], timeout=1800)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+    if not lines:
+        print(f'scaling benchmark FAILED: {proc.stderr[-2000:]}')
+        return False
+    result = json.loads(lines[-1])
+    print('### scaling: µs per span as the work grows (in-memory reporter)\n')
+    for key, label in (('spans_per_segment', 'spans per segment'), ('threads', 'threads'),
+                       ('asyncio_tasks', 'asyncio tasks')):
+        row = result[key]
+        values = list(row.values())
+        spread = max(values) / min(values)
+        print(f"| {label} | " + ' | '.join(row) + ' | max / min |')
+        print('|---|' + '---:|' * (len(row) + 1))
+        print('| µs per span | ' + ' | '.join(f'{v:.2f}' for v in values) + f' | {spread:.2f} '
+              f"({'flat: met' if spread <= 1.5 else 'NOT flat'}) |\n")
+    print(f"memory per queued segment (two spans): {result['bytes_per_queued_segment']:,.0f} bytes\n")
+    (RESULTS_DIR / 'scaling.json').write_text(json.dumps(result, indent=2) + '\n', encoding='utf-8')
+    return True
+
+
 def _free_port() -> int:
     import socket
 
@@ -525,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--http-seconds', type=float, default=10.0, help='measured seconds per HTTP leg')
     parser.add_argument('--http-connections', type=int, default=16, help='load generator connections')
     parser.add_argument('--only', action='append',
-                        choices=[*(b.name for b in BENCHMARKS), 'reporter', 'http', 'ray', 'faults'],
+                        choices=[*(b.name for b in BENCHMARKS), 'reporter', 'http', 'ray', 'faults', 'scaling'],
                         help='run only these')
     parser.add_argument('--fault-requests', type=int, default=3000, help='requests per fault case')
     parser.add_argument('--segments', type=int, default=5000, help='segments per reporter throughput leg')
@@ -588,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
     if have_ours and (not args.only or 'ray' in args.only):
         if not ray_benchmarks(args.ray_calls, args.ray_rounds):
             failed.append('ray')
+    if have_ours and (not args.only or 'scaling' in args.only):
+        if not scaling_benchmarks():
+            failed.append('scaling')
     if have_ours and (not args.only or 'faults' in args.only):
         if not fault_benchmarks(args.fault_requests):
             failed.append('faults')
