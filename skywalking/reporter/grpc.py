@@ -37,11 +37,11 @@ from skywalking import __version__, config
 from skywalking.loggings import RateLimitedLog, logger
 from skywalking.reporter import Reporter
 from skywalking.reporter.accounting import DROP_SUMMARY, Accounts
-from skywalking.reporter.h2stream import H2Channel
 from skywalking.trace.context import suppress_tracing
 from skywalking.trace.identity import Identity, Unresolved
 
 if TYPE_CHECKING:
+    from skywalking.reporter.h2stream import H2Channel
     from skywalking.reporter.spool import Spool
     from skywalking.trace.segment import Segment
 
@@ -648,6 +648,8 @@ class GrpcReporter(Reporter):
         the same connection; the call never opens another one behind the check's back."""
         h2c = self._h2
         if h2c is None or h2c.target != self.conn.target:
+            from skywalking.reporter.h2stream import H2Channel  # on the sender thread, when there is something to send
+
             if h2c is not None:
                 h2c.close()
             h2c = self._h2 = H2Channel(self.conn.target, self.conn.tls)
