@@ -262,7 +262,9 @@ def test_segments_go_out_over_h2_with_the_grpc_api_as_fallback(spawn: Callable[.
             assert calls == [1] and not reporter._h2_ok  # tried once, then grpcio only
         else:
             assert reporter._h2_ok and reporter._h2 is not None  # every batch went over h2
-        assert reporter.sent == 3 and not reporter.dropped
+        # the collector stores a segment as it arrives, before the call that carries it has returned
+        wait_for(lambda: reporter.sent == 3, what="the third call to return")
+        assert not reporter.dropped
     finally:
         disable()
         reporter.stop(2.0)
