@@ -76,21 +76,15 @@ def encode(segment: Segment, ids: Ids) -> UpstreamSegment:
 
 def _span(span: Span, ids: Ids, endpoints: Mapping[str, int], add: Callable[..., SpanObjectV2]) -> None:
     kind = span.kind
-    s = add(spanId=span.sid, parentSpanId=span.pid, startTime=span.start_time, endTime=span.end_time,
-                     spanType=_SPAN_TYPE_BY_VALUE[kind._value_], spanLayer=span.layer._value_,
-                     componentId=span.component._value_, isError=span.error_occurred)
     op = span.op or ""
     op_id = endpoints.get(op, 0) if kind is _ENTRY else 0
-    if op_id:
-        s.operationNameId = op_id
-    else:
-        s.operationName = op
-    if kind is _EXIT and span.peer:  # an entry span's peer would become an OAP 6 address node
-        peer_id = ids.addresses.get(span.peer, 0)
-        if peer_id:
-            s.peerId = peer_id
-        else:
-            s.peer = span.peer
+    peer = span.peer if kind is _EXIT and span.peer else ""  # an entry span's peer would become an OAP 6 address
+    peer_id = ids.addresses.get(peer, 0) if peer else 0
+    # one call with every field: an id and its name are exclusive, and proto3 leaves zero and "" out of the bytes
+    s = add(spanId=span.sid, parentSpanId=span.pid, startTime=span.start_time, endTime=span.end_time,
+            spanType=_SPAN_TYPE_BY_VALUE[kind._value_], spanLayer=span.layer._value_,
+            componentId=span.component._value_, isError=span.error_occurred, operationNameId=op_id,
+            operationName="" if op_id else op, peerId=peer_id, peer="" if peer_id else peer)
     for tag in span.tags:
         s.tags.add(key=tag.key, value=tag.val)
     for log in span.logs:
