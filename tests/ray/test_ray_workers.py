@@ -35,8 +35,10 @@ def test_first_task_does_not_wait_for_a_down_oap() -> None:
         assert entry["refs"]  # linked to the driver's exit span
         assert entry["startTime"] < oap_up_ms  # traced while the OAP was down: nothing waited for it
         assert f"-pid:{result['worker_pid']}@" in worker["serviceInstance"]
-        # a down OAP delays no worker: within scheduling noise of the run without the agent (it was 6 s before)
-        assert result["latency"] < baseline + 1.5, (result["latency"], baseline)
+        # a down OAP delays no worker (it was 6 s before the fix). The bound is loose: on 2 cores a fresh worker's first
+        # task is sometimes about 1 s slower whatever the OAP (seen on Ray 2.40, with and without the h2 transport);
+        # the first-task cost itself is measured by `make bench` (bench_ray_start.py), not here
+        assert result["latency"] < baseline + 3.0, (result["latency"], baseline)
         assert proc.wait(timeout=120) == 0, proc.stderr.read()[-3000:]  # type: ignore[union-attr]
         collector.settled()
         # one instance per process that traced: the driver and the one worker; Ray's idle workers none
