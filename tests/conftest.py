@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from skywalking import agent, config
 from skywalking.reporter.memory import MemoryReporter
+from tests.protocol.procs import Proc
 
 
 @pytest.fixture(autouse=True)
@@ -40,3 +42,25 @@ def start_agent() -> Iterator[object]:
 
     yield _start
     agent.stop()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """Every process a test starts (collectors, services, fault servers); all are killed at the end, whatever
+    happens (SIGKILL ends a SIGSTOPped one too)."""
+    started: list[Proc] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop(kill=True)
+
+
+@pytest.fixture
+def spawn(procs: list[Proc]) -> Callable[..., Any]:
+    """``spawn(Kind, *args)``: start a ``Proc`` subclass, stopped with the test."""
+    def _spawn(kind: type, *args: Any, **kwargs: Any) -> Any:
+        proc = kind(*args, **kwargs)
+        procs.append(proc)
+        return proc
+
+    return _spawn
+

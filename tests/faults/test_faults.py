@@ -14,38 +14,17 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 
 from tests.protocol.procs import ROOT, Collector, Proc, Service, clean_env, free_port, get_json, wait_for
 
 BUFFER = 300
 LOADS, PER_LOAD, CALLS = 20, 100, 50
 RSS_BOUND = 64 * 1024 * 1024  # bytes the app may grow by while 2 000 segments cannot be delivered
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in reversed(started):
-        if proc.popen.poll() is None:
-            os.killpg(proc.popen.pid, signal.SIGCONT)
-        proc.stop(kill=True)
-
-
-@pytest.fixture
-def spawn(procs: list[Proc]) -> Callable[..., Any]:
-    def _spawn(kind: type, *args: Any, **kwargs: Any) -> Any:
-        proc = kind(*args, **kwargs)
-        procs.append(proc)
-        return proc
-
-    return _spawn
 
 
 class FaultServer(Proc):

@@ -8,32 +8,12 @@ created = delivered + dropped, by reason.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-from tests.protocol.procs import Collector, Proc, Service, free_port, get_json, wait_for
+from tests.protocol.procs import Collector, Service, free_port, get_json, wait_for
 
 RESUME_WITHIN = 5.0  # seconds from the collector answering again to the first segment it receives
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop(kill=True)
-
-
-@pytest.fixture
-def spawn(procs: list[Proc]) -> Callable[..., Any]:
-    def _spawn(kind: type, *args: Any, **kwargs: Any) -> Any:
-        proc = kind(*args, **kwargs)
-        procs.append(proc)
-        return proc
-
-    return _spawn
 
 
 # the agent's own defaults, not the fast ones the other protocol tests use

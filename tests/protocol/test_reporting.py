@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.protocol.procs import Collector, Proc, Service, free_port, wait_for
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    """Every process a test starts; all are stopped at the end, whatever happens."""
-    started: list[Proc] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop(kill=True)
-
-
-@pytest.fixture
-def spawn(procs: list[Proc]) -> Callable[..., Any]:
-    def _spawn(kind: type, *args: Any, **kwargs: Any) -> Any:
-        proc = kind(*args, **kwargs)
-        procs.append(proc)
-        return proc
-
-    return _spawn
+from tests.protocol.procs import Collector, Service, free_port, wait_for
 
 
 def segment_of(trace: dict[str, Any], service: str) -> dict[str, Any]:
