@@ -48,8 +48,9 @@ lint: venv
 docs: venv
 	$(BIN)/python tools/gen_docs.py
 
-## make bench: hot-path benchmark against no agent and apache-skywalking 1.2.0
+## make bench: every benchmark against no agent, apache-skywalking 1.2.0 and (Ray) Ray's own tracing
 bench: venv
+	$(BIN)/python -m pip install -q -r requirements/bench.txt
 	$(BIN)/python bench/run.py
 
 ## make demo: a Ray Serve app traced end to end into the bundled collector, the trace printed

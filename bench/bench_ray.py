@@ -107,8 +107,9 @@ def measure(calls: dict[str, Callable[[], Any]], n: int, warmup_s: float,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plugin", choices=("on", "on-no-spool", "trace-only", "off"), required=True)
+    parser.add_argument("--plugin", choices=("on", "on-no-spool", "trace-only", "off", "otel"), required=True)
     parser.add_argument("--collector", default="")
+    parser.add_argument("--otlp", default="", help="host:port of the OTLP sink (--plugin otel)")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds of warm-up calls")
@@ -129,13 +130,26 @@ def main() -> int:
                         agent_protocol_version="v8", agent_trace_reporter_max_buffer_size=100,
                         agent_logging_level="ERROR")
             agent.start()
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-        serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+        init: dict[str, Any] = {}
+        start: dict[str, Any] = {}
+        if args.plugin == "otel":  # workers find otel_peer through the PYTHONPATH they inherit
+            from ray.serve.schema import TracingConfig
+
+            here = os.path.dirname(os.path.abspath(__file__))
+            sys.path.insert(0, here)
+            os.environ["SW_BENCH_OTLP"] = args.otlp
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH"))))
+            init["_tracing_startup_hook"] = "otel_peer:startup"
+            start["tracing_config"] = TracingConfig(enabled=True, exporter_import_path="otel_peer:serve_processors",
+                                                    sampling_ratio=1.0)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                 **init)
+        serve.start(http_options={"host": "127.0.0.1", "port": args.port}, **start)
         handle = serve.run(Echo.bind(), route_prefix="/echo")
         actor = Actor.remote()
         url = f"http://127.0.0.1:{args.port}/echo"
 
-        if args.plugin == "off":
+        if args.plugin in ("off", "otel"):
             quiet: Callable[[], Any] = contextlib.nullcontext
         else:
             from skywalking.trace.context import suppress_tracing as quiet
@@ -153,7 +167,7 @@ def main() -> int:
         result["ok"] = True
         serve.shutdown()
         ray.shutdown()
-        if args.plugin != "off":
+        if args.plugin not in ("off", "otel"):
             from skywalking import agent
 
             agent.stop()

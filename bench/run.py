@@ -288,24 +288,53 @@ def reporter_benchmarks(args: argparse.Namespace, upstream_ok: bool, soak: tuple
 
 
 RAY_MODES = {'off': 'no agent', 'trace-only': 'traced, nothing sent', 'on': 'traced and reported (workers spool)',
-             'on-no-spool': 'traced and reported, plugin_ray_spool off'}
-ADDED = ('trace-only', 'on', 'on-no-spool')
+             'on-no-spool': 'traced and reported, plugin_ray_spool off',
+             'otel': "Ray's own OpenTelemetry tracing: Core + Serve at ratio 1.0, batch OTLP exporter"}
+ADDED = ('trace-only', 'on', 'on-no-spool', 'otel')
+RAY_ABSOLUTE_TARGET_PCT = {'serve_handle': 5.0, 'serve_http': 5.0, 'task': 10.0, 'actor': 10.0}
+
+
+class OtlpSink:
+    """otel_peer.py --sink: counts the peer's OTLP exports (niced, like the collector)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([str(OURS_PYTHON), '-I', str(BENCH_DIR / 'otel_peer.py'), '--sink'],
+                                     cwd=BENCH_DIR, stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(19))
+        line = self.proc.stdout.readline() if self.proc.stdout else ''
+        if not line.startswith('otlp ready'):
+            self.proc.kill()
+            raise RuntimeError(f'OTLP sink did not start: {line!r}')
+        self.address = f"127.0.0.1:{line.split('port=')[1].strip()}"
+
+    def stop(self) -> dict[str, Any]:
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return {}
+        lines = [line for line in out.splitlines() if line.startswith('{')]
+        return json.loads(lines[-1]) if lines else {}
 
 
 def ray_benchmarks(calls: int, rounds: int) -> bool:
     """Serve handle, HTTP through the proxy, task and actor round trips: without the agent, traced without
-    reporting, and traced and reported (v6, to the bundled collector, niced: it stands in for a remote OAP).
+    reporting, traced and reported (v6, to the bundled collector, niced: it stands in for a remote OAP), and
+    the peer, Ray's own OpenTelemetry tracing exporting to a niced OTLP sink.
 
     Ray on 2 cores varies by ±20 % from one session to the next, more than the effect measured, so the
-    sessions alternate (off, trace-only, on, off, ...) and each number is the median over ``rounds``
+    sessions alternate (off, trace-only, on, ..., off, ...) and each number is the median over ``rounds``
     sessions."""
     sessions: dict[str, list[dict[str, Any]]] = {mode: [] for mode in RAY_MODES}
     collector = CollectorProcess('--sink', nice=19)
+    sink = OtlpSink()
+    exported: dict[str, Any] = {}
     try:
         for _ in range(rounds):
             for mode in RAY_MODES:
                 proc = run([OURS_PYTHON, '-I', BENCH_DIR / 'bench_ray.py', '--plugin', mode, '--collector',
-                            collector.grpc, '--port', str(_free_port()), '--calls', str(calls)], timeout=900)
+                            collector.grpc, '--otlp', sink.address, '--port', str(_free_port()),
+                            '--calls', str(calls)], timeout=900)
                 lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
                 sessions[mode].append(json.loads(lines[-1]) if lines else {'ok': False, 'plugin': mode,
                                                                            'error': proc.stderr[-2000:]})
@@ -313,6 +342,7 @@ def ray_benchmarks(calls: int, rounds: int) -> bool:
             received = json.load(resp)
     finally:
         collector.stop()
+        exported = sink.stop()
     print(f'### ray: median of {calls} calls per session, then median over {rounds} alternating sessions per mode '
           f'({", ".join(f"{m} = {d}" for m, d in RAY_MODES.items())})\n')
     modes, added_modes = ' | '.join(RAY_MODES), ' | '.join(ADDED)
@@ -320,6 +350,7 @@ def ray_benchmarks(calls: int, rounds: int) -> bool:
           f'| added: {added_modes} |')
     print('|---|' + '---:|' * (2 * (len(RAY_MODES) + len(ADDED))))
     summary: dict[str, Any] = {}
+    targets: list[str] = []
     for name in ('serve_handle', 'serve_http', 'task', 'actor'):
         row = [name]
         summary[name] = {}
@@ -330,15 +361,28 @@ def ray_benchmarks(calls: int, rounds: int) -> bool:
             added = {m: (med[m] - base) / base * 100 if base and med[m] else None for m in ADDED}
             summary[name][metric] = {'median': med, 'added_pct': added, 'sessions': per}
             row += [fmt(med[m], '.3f') for m in RAY_MODES] + [f"{fmt(added[m], '+.1f')} %" for m in added]
+            ours, peer = added['on'], added['otel']
+            what = 'latency' if metric == 'median_ms' else 'CPU'
+            ratio = ours / peer if ours is not None and peer and peer > 0 else None
+            half = ours is not None and peer is not None and (ours <= 0 or (peer > 0 and ours <= peer / 2))
+            targets.append(f"- target, {name} {what}: ours adds at most half of Ray OTel's: {fmt(ours, '+.1f')} % vs "
+                           f"{fmt(peer, '+.1f')} % (ratio {fmt(ratio, '.2f')}), {'met' if half else 'NOT met'}")
+            if metric == 'median_ms':
+                limit = RAY_ABSOLUTE_TARGET_PCT[name]
+                ok = ours is not None and ours <= limit
+                targets.append(f"- target, {name} latency: ours ≤ +{limit:.0f} %: {fmt(ours, '+.1f')} %, "
+                               f"{'met' if ok else 'NOT met'}")
         print('| ' + ' | '.join(row) + ' |')
-    print(f"\ncollector received {received.get('segmentsReceived', 0)} segments in total")
+    print(f"\ncollector received {received.get('segmentsReceived', 0)} segments in total; the OTLP sink "
+          f"{exported.get('exports', '?')} exports, {exported.get('bytes', '?')} bytes\n")
+    print('\n'.join(targets))
     failed = [r for runs in sessions.values() for r in runs if not r.get('ok')]
     for res in failed:
         print(f"\n{res.get('plugin', '?')} session FAILED: {res.get('error')}")
     start = ray_start_benchmark(rounds)
     (RESULTS_DIR / 'ray.json').write_text(json.dumps({'summary': summary, 'sessions': sessions,
-                                                      'collector': received, 'first_task': start},
-                                                     indent=2) + '\n', encoding='utf-8')
+                                                      'collector': received, 'otlp_sink': exported,
+                                                      'first_task': start}, indent=2) + '\n', encoding='utf-8')
     print(f"\nwrote {(RESULTS_DIR / 'ray.json').relative_to(ROOT)}\n")
     return not failed and bool(start)
 

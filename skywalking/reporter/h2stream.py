@@ -227,6 +227,8 @@ class H2Channel:
                 answer.data += event.data
                 self._conn.acknowledge_received_data(event.flow_controlled_length, stream)  # type: ignore[union-attr]
             elif isinstance(event, h2.events.StreamReset):
+                if answer.ended:  # a server that answered early may then reset the upload; keep its status
+                    continue
                 raise CallError(grpc.StatusCode.UNAVAILABLE, f"the server reset the stream (error {event.error_code})")
             elif isinstance(event, h2.events.StreamEnded):
                 answer.ended = True

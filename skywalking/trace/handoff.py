@@ -66,9 +66,26 @@ class Handoff(SlotRecord):
 def _parts(value: Any) -> tuple[int, int, int] | None:
     if value is None:
         return None
-    if type(value) is tuple and len(value) == 3 and all(type(p) is int for p in value):
+    if type(value) is tuple and len(value) == 3 and type(value[0]) is int and type(value[1]) is int \
+            and type(value[2]) is int:
         return value
     raise ValueError("bad id parts")
+
+
+_checked: dict[Identity, None] = {}  # identities that passed is_identity: a process hears from few callers
+_CHECKED_MAX = 256
+
+
+def _identity(value: Any) -> bool:
+    """``is_identity``, remembered: a hash lookup instead of a walk over every field (TypeError if unhashable)."""
+    if value in _checked:
+        return True
+    if not is_identity(value):
+        return False
+    if len(_checked) >= _CHECKED_MAX:
+        _checked.clear()
+    _checked[value] = None
+    return True
 
 
 def _raw(value: Any) -> str:
@@ -86,9 +103,9 @@ def decode(value: Any) -> Handoff | None:
             = value
         if type(trace) is not str or type(seg) is not str or not trace or not seg:
             raise ValueError("bad ids")
-        if type(span_id) is not int or span_id < 0 or not is_identity(caller):
+        if type(span_id) is not int or span_id < 0 or not _identity(caller):
             raise ValueError("bad span id or caller")
-        if not (type(entry) is int and entry > 0 or is_identity(entry)):
+        if not (type(entry) is int and entry > 0 or _identity(entry)):
             raise ValueError("bad entry instance")
         if type(endpoint) is not str or type(peer) is not str:
             raise ValueError("bad names")

@@ -56,8 +56,7 @@ def test_call_is_linked(run: tuple[Collector, dict[str, Any]], scenario: str, ca
     assert results[scenario]["value"] == value
     exit_span, entry = linked(collector, results[scenario]["trace"], callee)
     assert exit_span["componentId"] == entry["componentId"] == 7020
-    if scenario != "actor_creation":  # creation returns a handle, not a result: that span ends at submission
-        assert exit_span["endTime"] >= entry["endTime"]  # the exit span ends when the result is ready
+    assert exit_span["startTime"] <= entry["startTime"]
 
 
 def test_nested_tasks_stay_in_one_trace(run: tuple[Collector, dict[str, Any]]) -> None:
@@ -116,14 +115,23 @@ def test_rays_own_opentelemetry_tracing_on_as_well() -> None:
         collector.stop()
 
 
-def test_exit_spans_can_end_at_submission() -> None:
-    # plugin_ray_exit_until_ready=false: no completion callback; the exit span ends when .remote() returns
+def test_exit_spans_end_at_submission_by_default(run: tuple[Collector, dict[str, Any]]) -> None:
+    # no completion callback: the exit span ends when .remote() returns
+    collector, results = run
+    exit_span, entry = linked(collector, results["nested"]["trace"], "Ray/Task/nested")
+    assert exit_span["endTime"] < entry["endTime"]  # the callee waits for its own nested call
+
+
+def test_exit_spans_can_end_when_the_result_is_ready() -> None:
+    # plugin_ray_exit_until_ready=true: a completion callback per call ends the exit span
     collector = Collector()
     try:
-        results = run_driver(DRIVER, collector.grpc, SW_PLUGIN_RAY_EXIT_UNTIL_READY="false")
-        assert results["nested"]["value"] == 10
-        exit_span, entry = linked(collector, results["nested"]["trace"], "Ray/Task/nested")
-        assert exit_span["endTime"] < entry["endTime"]  # the callee waits for its own nested call
+        results = run_driver(DRIVER, collector.grpc, SW_PLUGIN_RAY_EXIT_UNTIL_READY="true")
+        for scenario, callee in (("task", "Ray/Task/square"), ("nested", "Ray/Task/nested"),
+                                 ("generator_task", "Ray/Task/countdown"), ("actor", "Ray/Actor/Counter.add"),
+                                 ("async_generator_method", "Ray/Actor/Counter.async_upto")):
+            exit_span, entry = linked(collector, results[scenario]["trace"], callee)
+            assert exit_span["endTime"] >= entry["endTime"], scenario  # the exit span ends when the result is ready
         collector.settled()
         assert collector.api("/api/drops") == []
     finally:

@@ -60,6 +60,18 @@ def test_http_ingress_and_handle_calls_form_one_trace(run: tuple[Collector, dict
     assert (tags["ray.app"], tags["ray.deployment"], tags["ray.method"]) == ("default", "Downstream", "hello")
 
 
+def test_a_response_passed_on_unawaited_still_ends_its_span(run: tuple[Collector, dict[str, Any]]) -> None:
+    # the exit span of a unary call ends in result()/await, or when its response is dropped without either
+    collector, results = run
+    assert results["passed_on"]["body"] == "hello hello inner"
+    trace = collector.trace(results["passed_on"]["trace"], 3)
+    entries = [s for seg, s in spans(trace) if seg["service"] == "Downstream" and s["spanType"] == "Entry"]
+    assert len(entries) == 2
+    exits = {parent_of(trace, entry)[1]["spanId"] for entry in entries}
+    driver = [s for seg, s in spans(trace) if seg["service"] == "ray-driver" and s["spanType"] == "Exit"]
+    assert {s["spanId"] for s in driver} == exits and all(s["endTime"] >= s["startTime"] for s in driver)
+
+
 def test_errors_mark_callee_and_awaiting_caller(run: tuple[Collector, dict[str, Any]]) -> None:
     collector, results = run
     assert results["fail"]["body"] == {"status": 500}

@@ -1,6 +1,8 @@
 """Ray Serve (2.40+): handle calls (``remote``, ``dispatch``, ``broadcast``) and HTTP ingress.
 
-``DeploymentHandle.remote`` opens an exit span that ends when the replica's result is done; the context
+``DeploymentHandle.remote`` opens an exit span that ends when the caller has the result (``result()`` or
+``await`` returned or raised), or when the response is dropped without being awaited (it was passed on to
+another call, say); a streaming response's span ends when the stream is done. The context
 rides on Serve's ``RequestMetadata`` (pickled apart from user arguments), and the replica opens its entry
 span around ``Replica._wrap_request`` (``_wrap_user_method_call`` before 2.48), which wraps unary, streaming
 and HTTP requests. For HTTP through the proxy the headers come from the ASGI scope; for direct ingress from
@@ -27,6 +29,7 @@ from skywalking.trace.context import get_context
 from skywalking.trace.span import NoopSpan
 from skywalking.trace.tags import Tag
 
+_Unary: type | None = None  # Serve's DeploymentResponse (not the streaming DeploymentResponseGenerator)
 META_ATTR = "_skywalking_ctx"  # attribute added to Serve's RequestMetadata (pickled on its own, not user args)
 _serve_ctx: ContextVar[Any] = ContextVar("skywalking_serve_ctx", default=None)  # the handoff of the call being made
 
@@ -188,7 +191,18 @@ async def _broadcast_results_async(wrapped: Any, instance: Any, args: Any, kwarg
 
 def _finish_serve_call(response: Any, span: Any) -> None:
     try:
-        response._skywalking_span = span  # the caller's await / result() marks errors on it
+        response._skywalking_span = span  # the caller's await / result() marks errors on it and ends it
+        if _Unary is None or not isinstance(response, _Unary):
+            return _finish_when_streamed(response, span)
+        # no callback on Ray's side: the span ends in result() / __await__, or when the response is dropped
+        span._skywalking_response = weakref.ref(response, lambda _: span.async_finish())
+    except Exception:
+        logger.debug("sw_ray: cannot follow a Serve response; ending the exit span now", exc_info=True)
+        span.async_finish()
+
+
+def _finish_when_streamed(response: Any, span: Any) -> None:
+    try:
         future = response._replica_result_future
 
         def assigned(f: Any) -> None:
@@ -210,12 +224,20 @@ def _mark_error(response: Any) -> None:
         span.error_occurred = True
 
 
+def _done(response: Any) -> None:
+    span = getattr(response, "_skywalking_span", None)
+    if span is not None:
+        span.async_finish()
+
+
 def _response_result(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     try:
         return wrapped(*args, **kwargs)
     except Exception:
         _mark_error(instance)
         raise
+    finally:
+        _done(instance)
 
 
 def _response_await(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -225,6 +247,8 @@ def _response_await(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         except Exception:
             _mark_error(instance)
             raise
+        finally:
+            _done(instance)
 
     return marked(wrapped(*args, **kwargs))
 
@@ -379,6 +403,8 @@ def install(plugin: Any) -> None:
     if not hasattr(replica, "Replica"):  # Ray < 2.40: a different Serve architecture, not covered
         logger.info("sw_ray: Ray Serve %s is not traced (Serve tracing needs Ray 2.40+)", ray.__version__)
         return
+    global _Unary
+    _Unary = handle.DeploymentResponse
     plugin.wrap(handle, "DeploymentHandle.remote", _handle_remote)
     plugin.wrap(handle, "DeploymentResponse.result", _response_result)
     plugin.wrap(handle, "DeploymentResponse.__await__", _response_await)

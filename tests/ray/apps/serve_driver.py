@@ -141,6 +141,12 @@ def main() -> None:
         with ctx.new_entry_span(op="/driver/handle"):
             value = handle.hello.remote("driver").result()
             results["handle"] = {"trace": str(ctx.segment.related_traces[0]), "body": value}
+        ctx = get_context()
+        with ctx.new_entry_span(op="/driver/passed-on"):  # a response passed to another call, never awaited
+            inner = handle.hello.remote("inner")
+            value = handle.hello.remote(inner).result()
+            del inner  # dropped: its exit span ends now
+            results["passed_on"] = {"trace": str(ctx.segment.related_traces[0]), "body": value}
         batch = []  # three requests, three traces, served by one @serve.batch call
         for i in range(3):
             ctx = get_context()
