@@ -209,7 +209,7 @@ class V6Protocol(Protocol):
         return self.registry.tick(self._client[1])
 
     def encode(self, segment: Segment) -> bytes:
-        return self._encode.encode(segment, self.registry.ids()).SerializeToString()
+        return self._encode.encode(segment, self.registry.ids())
 
     def sent(self, segments: list[Segment]) -> None:
         self.registry.note_names(*self._encode.names_to_register(segments))
