@@ -45,10 +45,10 @@ class Echo:
         return name
 
 
-def _tree_cpu_s() -> float:
+def _tree_cpu_s(pids: set[int] | None = None) -> float:
     """CPU seconds used so far by this process and every descendant (GCS, raylet, workers, replicas; not the
     collector, which stands in for a remote OAP), summed over threads from ``schedstat`` (nanoseconds, unlike
-    the 10 ms ticks of ``stat``). Threads and processes that ended drop out."""
+    the 10 ms ticks of ``stat``). Threads and processes that ended drop out. ``pids`` receives the tree."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -63,6 +63,8 @@ def _tree_cpu_s() -> float:
         children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
         tree.update(children)
         frontier.extend(children)
+    if pids is not None:
+        pids.update(tree)
     total = 0
     for pid in tree:
         try:
@@ -79,11 +81,12 @@ def _tree_cpu_s() -> float:
 
 
 def measure(calls: dict[str, Callable[[], Any]], n: int, warmup_s: float,
-            block: int = 25) -> tuple[dict[str, float], dict[str, float]]:
+            block: int = 25) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
     """Median latency (ms) of each call, then CPU per call (ms, all Ray processes). A warm-up phase first
     (Ray may still be starting pooled workers, which burns the 2 cores for seconds). Latency: blocks of
     ``block`` calls of each kind, interleaved, so that transient load spreads over all kinds instead of
-    landing on one. CPU: ``n`` calls of each kind in a row, between two snapshots."""
+    landing on one. CPU: ``n`` calls of each kind in a row, between two snapshots; also how many processes
+    started meanwhile (Ray replacing a worker it stopped for being idle costs a worker start-up)."""
     deadline = time.monotonic() + warmup_s
     while time.monotonic() < deadline:
         for call in calls.values():
@@ -96,13 +99,16 @@ def measure(calls: dict[str, Callable[[], Any]], n: int, warmup_s: float,
                 t0 = time.perf_counter()
                 call()
                 samples[name].append(time.perf_counter() - t0)
-    cpu = {}
+    cpu, started = {}, {}
     for name, call in calls.items():
-        before = _tree_cpu_s()
+        old: set[int] = set()
+        new: set[int] = set()
+        before = _tree_cpu_s(old)
         for _ in range(n):
             call()
-        cpu[name] = (_tree_cpu_s() - before) / n * 1000
-    return {name: statistics.median(s) * 1000 for name, s in samples.items()}, cpu
+        cpu[name] = (_tree_cpu_s(new) - before) / n * 1000
+        started[name] = len(new - old)
+    return {name: statistics.median(s) * 1000 for name, s in samples.items()}, cpu, started
 
 
 def main() -> int:
@@ -158,7 +164,7 @@ def main() -> int:
             with quiet(), urllib.request.urlopen(url, timeout=30) as resp:
                 resp.read()
 
-        result["median_ms"], result["cpu_ms_per_call"] = measure({
+        result["median_ms"], result["cpu_ms_per_call"], result["processes_started"] = measure({
             "serve_handle": lambda: handle.hello.remote("x").result(),
             "serve_http": http,
             "task": lambda: ray.get(task.remote(1)),
