@@ -34,6 +34,7 @@ from packaging.version import InvalidVersion, Version
 
 from skywalking import config
 from skywalking.loggings import logger
+from skywalking.plugins import _imports
 
 
 class Plugin:
@@ -89,9 +90,9 @@ class Plugin:
             if not targets or any(mod in sys.modules for mod in targets):
                 self._patch()
             for mod in targets:
-                if mod not in self._hooked:  # wrapt keeps hooks forever; _patch() checks _enabled
+                if mod not in self._hooked:  # _patch() checks _enabled
                     self._hooked.add(mod)
-                    wrapt.register_post_import_hook(self._on_import, mod)
+                    _imports.when_imported(mod, self._on_import)
             return self._enabled
 
     def _on_import(self, module: ModuleType) -> None:
@@ -165,9 +166,9 @@ class Plugin:
 
         if module in sys.modules:
             run()
-        elif f"late:{module}" not in self._hooked:  # wrapt keeps hooks forever; run() checks _enabled
+        elif f"late:{module}" not in self._hooked:  # run() checks _enabled
             self._hooked.add(f"late:{module}")
-            wrapt.register_post_import_hook(run, module)
+            _imports.when_imported(module, run)
 
     def _restore(self, mark: int = 0) -> None:
         while len(self._wrapped) > mark:

@@ -58,7 +58,8 @@ CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconn
                    ("grpc.max_reconnect_backoff_ms", 1000))
 
 IDLE_WAIT = 0.5  # seconds the sender sleeps when the queue is empty (woken early by report())
-LINGER = 0.2  # seconds the sender lets segments accumulate after waking: one stream per batch, not per segment
+LINGER = 1.0  # at most, seconds the sender lets segments accumulate after waking: one stream per batch
+FILL = 500  # ... or until this many wait: each call's fixed cost (HTTP/2 headers, syscalls) spread over many
 LIMITS_CHECK = 30.0  # seconds between looks at the span-limit counters (logged when they grew)
 SPOOL_SCAN = 5.0  # seconds between looks for spools left by dead processes
 HELD_POLL = 0.05  # seconds between looks at the registry while stopping with segments waiting for ids
@@ -324,6 +325,7 @@ class GrpcReporter(Reporter):
         self._write_ahead = False
         self._next_scan = 0.0
         self._wake = threading.Event()
+        self._hurry = threading.Event()  # ends the linger early: FILL segments queued, or stop()
         self._manage_wake = threading.Event()
         self._stopping = threading.Event()
         self._stop_deadline = 0.0
@@ -369,6 +371,8 @@ class GrpcReporter(Reporter):
         queue.append(segment)
         if not self._wake.is_set():
             self._wake.set()
+        elif len(queue) >= FILL and not self._hurry.is_set():
+            self._hurry.set()
         return True
 
     def _drop(self, n: int, why: str, segments: Any = ()) -> None:
@@ -429,6 +433,7 @@ class GrpcReporter(Reporter):
             self._stop_deadline = time.monotonic() + timeout
             self._stopping.set()
             self._wake.set()
+            self._hurry.set()
             self._manage_wake.set()
             for thread in self._threads:
                 thread.join(max(0.0, self._stop_deadline - time.monotonic()))
@@ -537,7 +542,7 @@ class GrpcReporter(Reporter):
                         return
                     self._wake.clear()
                     if not self._queue and self._wake.wait(IDLE_WAIT) and not self._stopping.is_set():
-                        self._stopping.wait(LINGER)  # let a batch build up (stop cuts this short)
+                        self._linger()
                     continue
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
                 self._inflight = batch
@@ -572,12 +577,19 @@ class GrpcReporter(Reporter):
                     if len(self._queue) < BATCH and not self._stopping.is_set():
                         # no full batch waiting: let one build up rather than open a stream (and grpc a
                         # thread) for the few segments that arrived during the send
-                        self._stopping.wait(LINGER)
+                        self._linger()
                     continue
                 self._requeue(batch)
                 if stopping:
                     return
                 self._stopping.wait((probe if self._unreachable else backoff).next())
+
+    def _linger(self) -> None:
+        """Let a batch build up: LINGER seconds, less once FILL segments wait or stop() is called."""
+        if len(self._queue) < FILL:
+            self._hurry.wait(LINGER)
+        if not self._stopping.is_set():
+            self._hurry.clear()
 
     def _release_held(self) -> None:
         """Segments that waited for ids go back to the front of the queue once new ids arrived."""

@@ -257,3 +257,36 @@ def test_every_shipped_plugin_follows_the_contract() -> None:
         assert plugin.name == name and plugin.modules, name
         for spec in plugin.instruments:
             assert plugin.check_versions()[1] != f"bad requirement {spec!r}", name
+
+
+# -- post-import hooks (skywalking.plugins._imports) ----------------------------------------------
+
+def test_a_post_import_hook_runs_once_after_the_first_import(target: str) -> None:
+    from skywalking.plugins import _imports
+
+    seen: list[Any] = []
+    _imports.when_imported(target, seen.append)
+    assert seen == [] and target in _imports._hooks
+    module = importlib.import_module(target)
+    assert seen == [module] and module.hello("x") == "hello x"
+    assert target not in _imports._hooks  # one shot: the finder is back to a dict miss for it
+    assert type(module.__loader__).__name__ == "SourceFileLoader" and module.__spec__.loader is module.__loader__
+    _imports.when_imported(target, seen.append)  # already imported: at once
+    assert seen == [module, module]
+
+
+def test_a_failing_hook_or_a_missing_module_never_breaks_an_import(target: str, logs: pytest.LogCaptureFixture) -> None:
+    from skywalking.plugins import _imports
+
+    def boom(_: Any) -> None:
+        raise RuntimeError("hook failed")
+
+    _imports.when_imported(target, boom)
+    _imports.when_imported(f"{target}_absent", boom)
+    assert importlib.import_module(target).hello("y") == "hello y"
+    assert "a post-import hook for" in logs.text
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(f"{target}_absent")  # what a watched name that does not exist does untraced
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(f"{target}_other")
+    _imports._hooks.pop(f"{target}_absent", None)
