@@ -59,7 +59,7 @@ CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconn
 
 IDLE_WAIT = 0.5  # seconds the sender sleeps when the queue is empty (woken early by report())
 LINGER = 1.0  # at most, seconds the sender lets segments accumulate after waking: one stream per batch
-FILL = 500  # ... or until this many wait: each call's fixed cost (HTTP/2 headers, syscalls) spread over many
+FILL = BATCH  # ... or until a full batch waits: each call's fixed cost (HTTP/2 headers, syscalls) spread over many
 LIMITS_CHECK = 30.0  # seconds between looks at the span-limit counters (logged when they grew)
 SPOOL_SCAN = 5.0  # seconds between looks for spools left by dead processes
 HELD_POLL = 0.05  # seconds between looks at the registry while stopping with segments waiting for ids
