@@ -332,15 +332,22 @@ def ray_benchmarks(calls: int, rounds: int) -> bool:
     collector = CollectorProcess('--sink', nice=19)
     sink = OtlpSink()
     exported: dict[str, Any] = {}
+    retried: list[str] = []
     try:
         for _ in range(rounds):
             for mode in RAY_MODES:
-                proc = run([OURS_PYTHON, '-I', BENCH_DIR / 'bench_ray.py', '--plugin', mode, '--collector',
-                            collector.grpc, '--otlp', sink.address, '--port', str(_free_port()),
-                            '--calls', str(calls)], timeout=900)
-                lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
-                sessions[mode].append(json.loads(lines[-1]) if lines else {'ok': False, 'plugin': mode,
-                                                                           'error': proc.stderr[-2000:]})
+                for attempt in range(2):  # Ray itself sometimes fails to start on 2 cores (GCS start-up timeout)
+                    proc = run([OURS_PYTHON, '-I', BENCH_DIR / 'bench_ray.py', '--plugin', mode, '--collector',
+                                collector.grpc, '--otlp', sink.address, '--port', str(_free_port()),
+                                '--calls', str(calls)], timeout=900)
+                    lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+                    result = json.loads(lines[-1]) if lines else {'ok': False, 'plugin': mode,
+                                                                  'error': proc.stderr[-2000:]}
+                    if result.get('ok') or attempt:
+                        break
+                    log(f"ray/{mode}: session failed ({str(result.get('error'))[:200]}); running it again")
+                    retried.append(f"{mode}: {str(result.get('error'))[:200]}")
+                sessions[mode].append(result)
         with urllib.request.urlopen(f'http://{collector.http}/api/stats', timeout=5) as resp:
             received = json.load(resp)
     finally:
@@ -387,6 +394,8 @@ def ray_benchmarks(calls: int, rounds: int) -> bool:
     failed = [r for runs in sessions.values() for r in runs if not r.get('ok')]
     for res in failed:
         print(f"\n{res.get('plugin', '?')} session FAILED: {res.get('error')}")
+    for line in retried:
+        print(f"\nsession run again after a failure: {line}")
     start = ray_start_benchmark(rounds)
     (RESULTS_DIR / 'ray.json').write_text(json.dumps({'summary': summary, 'sessions': sessions,
                                                       'collector': received, 'otlp_sink': exported,
