@@ -112,7 +112,9 @@ def test_backend_name_that_does_not_resolve(spawn: Callable[..., Any]) -> None:
     assert final["delivered"] == 0
     (line, *_) = error_lines(svc)
     assert "backend no-such-host.invalid:11800: UNAVAILABLE: " in line and "resolv" in line.lower(), line
-    stop_lines = [line for line in svc.stderr if "segment(s) not sent before stop" in line]
+    # stop logged it before answering /stop; the thread that reads the app's stderr may not have got to it yet
+    stop_lines = wait_for(lambda: [line for line in svc.stderr if "segment(s) not sent before stop" in line],
+                          timeout=5, what="the stop line")
     assert stop_lines and all("no-such-host.invalid:11800" in line and "(last error: UNAVAILABLE: " in line
                               for line in stop_lines), stop_lines
 
