@@ -95,7 +95,9 @@ def test_counts_add_up_through_an_outage_an_overflow_and_a_reset(spawn: Callable
     assert final["created"] == final["delivered"] + final["dropped_total"] + final["kept"]
     collector.settled()
     assert collector.api("/api/drops") == []
-    lines = [line for line in svc.stderr if "dropped" in line]
+    # the stop-time summary is logged before /stop answers; the thread reading stderr may not have got to it yet
+    lines = wait_for(lambda: (found := [line for line in svc.stderr if "dropped" in line])[1:] and found,
+                     timeout=5, what="the stop-time drop summary")
     assert "dropped 1 segment(s): queue full (further drops are summed up every 30 s)" in lines[0]
     assert lines[1].rstrip().endswith("dropped 14 segment(s) since the last report (queue full: 14); in all 30 "
                                       "created, 15 delivered, 15 dropped"), lines
