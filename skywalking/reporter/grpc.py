@@ -325,6 +325,7 @@ class GrpcReporter(Reporter):
         self._write_ahead = False
         self._next_scan = 0.0
         self._wake = threading.Event()
+        self.linger = LINGER  # Ray workers use less: Ray may kill them soon after their last task
         self._hurry = threading.Event()  # ends the linger early: FILL segments queued, or stop()
         self._manage_wake = threading.Event()
         self._stopping = threading.Event()
@@ -585,9 +586,9 @@ class GrpcReporter(Reporter):
                 self._stopping.wait((probe if self._unreachable else backoff).next())
 
     def _linger(self) -> None:
-        """Let a batch build up: LINGER seconds, less once FILL segments wait or stop() is called."""
+        """Let a batch build up: ``linger`` seconds, less once FILL segments wait or stop() is called."""
         if len(self._queue) < FILL:
-            self._hurry.wait(LINGER)
+            self._hurry.wait(self.linger)
         if not self._stopping.is_set():
             self._hurry.clear()
 

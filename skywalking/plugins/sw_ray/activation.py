@@ -12,6 +12,7 @@ from skywalking.loggings import logger
 from skywalking.plugins.sw_ray import core
 
 HOOK = "worker_process_setup_hook"
+WORKER_LINGER = 0.2  # seconds: a worker Ray kills at job end loses at most this much without the spool
 USER_HOOK_ENV = "SW_RAY_USER_SETUP_HOOK"
 
 
@@ -93,6 +94,9 @@ def start_in_worker(preloaded: bool = False) -> None:
         node = ray.get_runtime_context().get_node_id() or "node"
         config.agent_instance_name = f"{config.agent_name}-{node[:8]}-{os.getpid()}"
         agent.start()
+        reporter = agent.agent.reporter
+        if hasattr(reporter, "linger"):
+            reporter.linger = WORKER_LINGER
         core.ensure_spool()
     except Exception:
         logger.warning("sw_ray: the agent did not start in this worker", exc_info=True)

@@ -108,7 +108,7 @@ def ensure_spool(write_ahead: bool = True) -> None:
         session = node.get_session_dir_path()
         reporter.attach_spool(Spool(os.path.join(session, SPOOL_DIR)), write_ahead)
     except Exception:
-        logger.warning("sw_ray: no segment spool in this worker; a force-killed worker may lose up to 1 s of "
+        logger.warning("sw_ray: no segment spool in this worker; a force-killed worker may lose up to 0.2 s of "
                        "segments", exc_info=True)
 
 
