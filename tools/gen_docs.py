@@ -41,6 +41,24 @@ def render_config() -> str:
         "unknown name raises `UnknownOptionError` (a `KeyError`); a bad environment value is logged and",
         "the default kept.",
         "",
+        "Every write recomputes the derived values that depend on the option written (table below; no",
+        "`config.finalize()` needed), so a write after `agent.start()` takes effect at once for the ignore rules:",
+        "`agent_trace_ignore_path`, `agent_ignore_suffix`, `plugin_http_ignore_method` and",
+        "`plugin_grpc_ignored_methods`. Read once by `agent.start()` (a later write waits for the next start):",
+        "the reporter and wire options (`agent_collector_backend_services`, `agent_protocol`,",
+        "`agent_protocol_version`, `agent_force_tls`, `agent_authentication`, `agent_collector_heartbeat_period`,",
+        "`agent_trace_reporter_max_buffer_size`, `agent_registration`, `agent_register_wait`,",
+        "`agent_reset_cool_down`), the outbound headers (`agent_propagation`, and `agent_namespace` for the sw6",
+        "header name), `sample_n_per_3_secs`, `agent_trace_max_calls_per_span`, `agent_logging_level` and",
+        "`agent_disable_plugins`. The reported service and instance change through `agent.set_identity()`.",
+        "Other options are read when used. `skywalking/config.pyi` (generated too) gives type checkers each",
+        "option's type.",
+        "",
+        "| Derived value | Computed from |",
+        "|---|---|",
+        *(f"| `config.{name}` | {', '.join(f'`{i}`' for i in sorted(inputs))} |"
+          for name, inputs in config.derived_settings().items()),
+        "",
         "| Option | Environment variable | Type | Default | Description |",
         "|---|---|---|---|---|",
     ]
@@ -54,7 +72,8 @@ def render_config() -> str:
 def render_oap() -> str:
     from skywalking import Component
 
-    known_in_660 = {0, 7, 9, 22, 23, 40, 41, 47, 52, 53, 73, 74}  # spec/sw6-protocol.md §6
+    # ids of OAP 6.6.0's component-libraries.yml (all names: skywalking/collector/components.py)
+    known_in_660 = {0, 7, 9, 22, 23, 40, 41, 47, 52, 53, 73, 74}
     python = [c for c in Component if c.value not in known_in_660]
     lines = [
         "# Running against OAP 6.6.0",
@@ -63,8 +82,9 @@ def render_oap() -> str:
         "",
         "## Component ids",
         "",
-        "Spans carry an integer component id only (a component *string* unknown to OAP 6.6.0 would make it",
-        "drop the whole segment). OAP 6.6.0's `component-libraries.yml` predates every Python id, so it shows",
+        "Spans carry an integer component id only, never a component string (see",
+        "[docs/protocol/sw6.md §8.6](protocol/sw6.md#86-components-integer-ids-only-component-string)).",
+        "OAP 6.6.0's `component-libraries.yml` predates every Python id, so it shows",
         "them (and HBase 94, Neo4j 112) as `N/A` until these entries are added to",
         "`config/component-libraries.yml` of the OAP (restart the OAP afterwards). The other shared ids the",
         "agent uses (7 Redis, 9 MongoDB, 22 PostgreSQL, 23 GRPC, 40/41 Kafka, 47 Elasticsearch, 52/53 RabbitMQ,",

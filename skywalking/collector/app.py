@@ -30,7 +30,7 @@ V3_VERDICT = "invalid v3 segment"
 
 
 class UnknownServiceError(Exception):
-    """OAP 6.6.0 hits an NPE here; the RPC fails with status UNKNOWN (spec §2.3, §8.9)."""
+    """OAP 6.6.0 hits an NPE here; the RPC fails with status UNKNOWN (docs/protocol/sw6.md §5.3, §5.6)."""
 
 
 def _wall_ms() -> int:
@@ -95,7 +95,7 @@ class Collector:
         if self._ticker is not None:
             self._ticker.join(timeout=2)
 
-    # ------------------------------------------------------------ v6 registration (spec §2.2–2.6, §8)
+    # ------------------------------------------------------------ v6 registration (docs/protocol/sw6.md §5)
 
     def register_services(self, names: list[str]) -> list[tuple[str, int]]:
         """(name, id) for every service whose creation has completed; the others are left out."""
@@ -137,7 +137,8 @@ class Collector:
             for service_id, name, detect_point in items:
                 if detect_point != SERVER:
                     log.warning("Unexpected endpoint register, endpoint isn't detected from server side: "
-                                "serviceId=%s name=%r from=%s (skipped, spec §0.1 #2)", service_id, name, detect_point)
+                                "serviceId=%s name=%r from=%s (skipped, docs/protocol/sw6.md §5.4)", service_id, name,
+                                detect_point)
                     continue
                 if self.inventory.service_name(service_id) is None:
                     log.warning("endpoint %r registered under unknown serviceId %s", name, service_id)
@@ -166,7 +167,8 @@ class Collector:
             return out
 
     def register_address_mappings(self, items: list[tuple[int, int, str, int]]) -> None:
-        """Items are (serviceId, serviceInstanceId, networkAddress, networkAddressId); 6.6.0 quirks of §2.6, §8.9."""
+        """Items are (serviceId, serviceInstanceId, networkAddress, networkAddressId); 6.6.0 quirks of
+        docs/protocol/sw6.md §5.6."""
         with self._lock:
             now = self._now()
             self.registrations["serviceAddressMappings"] += len(items)
@@ -174,8 +176,9 @@ class Collector:
                 if service_id == 0:
                     if instance_id == 0:
                         raise UnknownServiceError("serviceId 0 and serviceInstanceId 0: OAP 6.6.0 looks up "
-                                                  "instance 0 and fails (spec §8.9)")
-                    log.warning("mapping with serviceId 0 skipped (OAP 6.6.0's inverted check, spec §2.6, §8.9)")
+                                                  "instance 0 and fails (docs/protocol/sw6.md §5.6)")
+                    log.warning("mapping with serviceId 0 skipped (OAP 6.6.0's inverted check, "
+                                "docs/protocol/sw6.md §5.6)")
                     continue
                 if address_id == 0 and address:
                     address_id = self._address(address, now, "mapping")
@@ -188,7 +191,7 @@ class Collector:
                 entry.attrs["mappedServiceId"] = service_id
 
     def ping(self, instance_id: int, ping_time: int, instance_uuid: str) -> list[tuple[str, list[tuple[str, str]]]]:
-        """Commands for a doPing: ServiceMetadataReset for an unknown instance id (spec §2.4, §2.11)."""
+        """Commands for a doPing: ServiceMetadataReset for an unknown instance id (docs/protocol/sw6.md §6.2)."""
         with self._lock:
             self._now()
             self.counters["pings"] += 1
@@ -207,7 +210,7 @@ class Collector:
                 service.attrs["lastHeartbeat"] = now_ms
             return []
 
-    # ------------------------------------------------------------ v6 segments (spec §2.10, §8)
+    # ------------------------------------------------------------ v6 segments (docs/protocol/sw6.md §8)
 
     def saw_metadata(self, metadata: Any) -> None:
         """Count the values of the metadata keys agents send on every call."""
@@ -244,7 +247,8 @@ class Collector:
         self._emit(lines)
 
     def _exchange(self, segment: Any, now: float) -> None:
-        """Create what OAP creates on receipt: Entry-span endpoints and peer / ref addresses (§2.5, §2.6)."""
+        """Create what OAP creates on receipt: Entry-span endpoints and peer / ref addresses
+        (docs/protocol/sw6.md §5.4, §5.5)."""
         inv = self.inventory
         if inv.instance(segment.serviceInstanceId) is None or inv.service_name(segment.serviceId) is None:
             return
@@ -285,7 +289,8 @@ class Collector:
         elif now >= pending.deadline:
             del self.store.pending[pending.key]
             gave_up = rules.Reason("retry-exhausted", f"still unresolved after {self.retry_grace:g} s of OAP "
-                                                      "buffer retries (1 s + 10 x 0.5 s): discarded (§2.10)")
+                                                      "buffer retries (1 s + 10 x 0.5 s): discarded "
+                                                      "(docs/protocol/sw6.md §8.2)")
             self._drop("v6", V6_VERDICT, [*reasons, gave_up], summary, lines)
         else:
             pending.reasons = [r.as_dict() for r in reasons]
@@ -314,7 +319,7 @@ class Collector:
         log.info("%s", line)
         lines.append(line)
 
-    # ------------------------------------------------------------ v3 (OAP 8+, spec §4.3)
+    # ------------------------------------------------------------ v3 (OAP 8+, docs/protocol/sw6.md §9.3)
 
     def v3_keep_alive(self, service: str, instance: str) -> None:
         with self._lock:

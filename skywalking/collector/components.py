@@ -1,8 +1,9 @@
-"""Component names OAP 6.6.0 knows (spec §6: its component-libraries.yml), for the component-string rule."""
+"""Component names OAP 6.6.0 knows (its component-libraries.yml), for the component-string rule
+(docs/protocol/sw6.md §8.6)."""
 
 from __future__ import annotations
 
-# id 0 is the built-in "N/A"; it maps to 0, which the OAP treats as "not exchanged" (spec §8.2).
+# id 0 is the built-in "N/A"; it maps to 0, which the OAP treats as "not exchanged" (docs/protocol/sw6.md §8.6).
 _JAVA = (
     "Tomcat HttpClient Dubbo H2 Mysql ORACLE Redis Motan MongoDB Resin Feign OKHttp SpringRestTemplate SpringMVC "
     "Struts2 NutzMVC NutzHttp JettyClient JettyServer Memcached ShardingJDBC PostgreSQL GRPC ElasticJob RocketMQ "

@@ -1,4 +1,5 @@
-"""gRPC side: the OAP 6.6.0 services (no proto package, spec §1.1) and the v3 ``skywalking.v3`` ones (§4.3).
+"""gRPC side: the OAP 6.6.0 services (no proto package, docs/protocol/sw6.md §2.1) and the v3
+``skywalking.v3`` ones (docs/protocol/sw6.md §9.4).
 
 Handlers are registered with ``grpc.method_handlers_generic_handler`` and explicit (de)serializers
 (there are no ``_pb2_grpc`` modules). Segment streams take raw bytes so that a malformed message is
@@ -51,12 +52,12 @@ def _guard(fn: Callable[..., Any], col: Collector) -> Callable[..., Any]:
     return wrapper
 
 
-def _unary(fn: Callable[..., Any], request_type: Any, col: Collector) -> grpc.RpcMethodHandler:
+def _unary(fn: Callable[..., Any], request_type: Any, col: Collector) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_unary_rpc_method_handler(_guard(fn, col), request_deserializer=request_type.FromString,
                                                response_serializer=lambda m: m.SerializeToString())
 
 
-def _stream(fn: Callable[..., Any], col: Collector) -> grpc.RpcMethodHandler:
+def _stream(fn: Callable[..., Any], col: Collector) -> grpc.RpcMethodHandler[Any, Any]:
     # request_deserializer None: the handler gets raw bytes per message
     return grpc.stream_unary_rpc_method_handler(_guard(fn, col), request_deserializer=None,
                                                 response_serializer=lambda m: m.SerializeToString())
@@ -76,7 +77,7 @@ def _drain(requests: Iterator[bytes], receive: Callable[[bytes], None], what: st
     return count
 
 
-def v6_handlers(col: Collector) -> list[grpc.GenericRpcHandler]:
+def v6_handlers(col: Collector) -> list[grpc.GenericRpcHandler[Any, Any]]:
     def doServiceRegister(req: Any, _ctx: Any) -> Any:
         pairs = col.register_services([s.serviceName for s in req.services])
         return reg6.ServiceRegisterMapping(services=[c6.KeyIntValuePair(key=k, value=v) for k, v in pairs])
@@ -112,7 +113,7 @@ def v6_handlers(col: Collector) -> list[grpc.GenericRpcHandler]:
     def collect(requests: Iterator[bytes], _ctx: Any) -> Any:
         col.stream_opened("v6")
         _drain(requests, col.receive_v6, "v6 collect")
-        return c6.Commands()  # OAP answers one empty Commands when the stream completes (§2.9)
+        return c6.Commands()  # OAP answers one empty Commands when the stream completes (docs/protocol/sw6.md §2.1)
 
     register = grpc.method_handlers_generic_handler("Register", {
         "doServiceRegister": _unary(doServiceRegister, reg6.Services, col),
@@ -128,7 +129,7 @@ def v6_handlers(col: Collector) -> list[grpc.GenericRpcHandler]:
     return [register, ping, trace]
 
 
-def v3_handlers(col: Collector) -> list[grpc.GenericRpcHandler]:
+def v3_handlers(col: Collector) -> list[grpc.GenericRpcHandler[Any, Any]]:
     def collect(requests: Iterator[bytes], _ctx: Any) -> Any:
         col.stream_opened("v3")
         _drain(requests, col.receive_v3, "v3 collect")

@@ -1,8 +1,8 @@
 """The OAP 6.6.0 inventory as the collector models it: services, instances, endpoints, network addresses.
 
-Creation is asynchronous like OAP's inventory stream (spec §2.2–2.6): ``get_or_create`` answers 0
+Creation is asynchronous like OAP's inventory stream (docs/protocol/sw6.md §5.1): ``get_or_create`` answers 0
 for a new key and the id appears ``register_delay`` seconds after the first request. Id 1 is the
-built-in ``User`` service / instance / endpoint (spec §8.10); issued ids start at 2. Not thread-safe:
+built-in ``User`` service / instance / endpoint (docs/protocol/sw6.md §5.1); issued ids start at 2. Not thread-safe:
 the caller (``app.Collector``) holds one lock around every call.
 """
 
@@ -96,7 +96,8 @@ class Table:
 
 
 def instance_name(service_name: str, properties: dict[str, str]) -> str:
-    """OAP 6.6.0's instance name: ``<service>-pid:<process_no>@<host_name>``, parts only when present (§2.3)."""
+    """OAP 6.6.0's instance name: ``<service>-pid:<process_no>@<host_name>``, parts only when present
+    (docs/protocol/sw6.md §5.3)."""
     name = service_name
     if properties.get("process_no"):
         name += f"-pid:{properties['process_no']}"
@@ -106,7 +107,8 @@ def instance_name(service_name: str, properties: dict[str, str]) -> str:
 
 
 def instance_properties(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """Copy every key; repeated ``ipv4`` becomes ``ipv4s``, a JSON array string, always present (§2.3, §8.1)."""
+    """Copy every key; repeated ``ipv4`` becomes ``ipv4s``, a JSON array string, always present
+    (docs/protocol/sw6.md §5.3)."""
     props: dict[str, str] = {}
     ipv4s: list[str] = []
     for key, value in pairs:
@@ -178,7 +180,7 @@ class Inventory:
         return entry.attrs["address"] if entry else None
 
     def find_endpoint(self, service_id: int, name: str) -> int:
-        """Look an endpoint up by name without creating it; an empty name never exists (§2.10 #6)."""
+        """Look an endpoint up by name without creating it; an empty name never exists (docs/protocol/sw6.md §8.13)."""
         if not name:
             return 0
         return self.endpoints.lookup((service_id, name))

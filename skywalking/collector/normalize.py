@@ -27,13 +27,13 @@ def _logs(logs: Any) -> list[dict[str, Any]]:
 
 
 def trace_id_v6(upstream: Any) -> str | None:
-    """The stored trace id: the last global id joined with '.' (§2.8)."""
+    """The stored trace id: the last global id joined with '.' (docs/protocol/sw6.md §4.3)."""
     return unique_id(upstream.globalTraceIds[-1]) if upstream is not None and upstream.globalTraceIds else None
 
 
 def _endpoint(inv: Inventory, endpoint_id: int, name: str) -> str | None:
     if endpoint_id == -1:
-        return None  # "no real endpoint" (§2.7)
+        return None  # "no real endpoint" (docs/protocol/sw6.md §4.4)
     if endpoint_id != 0:
         return inv.endpoint_name(endpoint_id)
     return name

@@ -20,7 +20,7 @@ class TraceState:
 
 @dataclass
 class Pending:
-    """A v6 segment OAP would hold in its buffer and re-read (§2.10 retry path)."""
+    """A v6 segment OAP would hold in its buffer and re-read (docs/protocol/sw6.md §8.2)."""
 
     key: int
     upstream: Any  # parsed UpstreamSegment

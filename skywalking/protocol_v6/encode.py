@@ -1,6 +1,6 @@
 """One pure function from a finished segment to the bytes of the v2 ``UpstreamSegment`` OAP 6.6.0 accepts.
 
-What OAP 6.6.0 needs (spec §0.1, §2.10, §8) and how it is met here:
+What OAP 6.6.0 needs (docs/protocol/sw6.md §8) and how it is met here:
 
 * only the integer ``componentId`` is sent, never the ``component`` string;
 * ids are the segment's three int64 parts; one global trace id, or several for a segment that joined
@@ -171,9 +171,9 @@ def _instance_id(instance: InstanceRef, ids: Ids) -> int:
 
 def _ref(ref: SegmentRef, on_entry: bool, ids: Ids) -> SegmentReference | None:
     if not ref.parent_instance or ref.segment_id.parts is None:
-        return None  # an sw8 caller: no OAP 6 instance id to point at (spec §4.4)
+        return None  # an sw8 caller: no OAP 6 instance id to point at (docs/protocol/sw6.md §9.5)
     if on_entry and not ref.client_address and not ref.peer_id:
-        return None  # OAP 6.6.0 drops the whole segment for such a ref (§0.1 item 9, §8.5)
+        return None  # OAP 6.6.0 drops the whole segment for such a ref (docs/protocol/sw6.md §8.10)
     parent = _instance_id(ref.parent_instance, ids)
     r = SegmentReference(refType=REF_TYPE[ref.ref_type], parentTraceSegmentId=UniqueId(idParts=ref.segment_id.parts),
                          parentSpanId=ref.span_id, parentServiceInstanceId=parent,

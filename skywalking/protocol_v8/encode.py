@@ -44,7 +44,7 @@ def _span(span: Span, add: Callable[..., SpanObject]) -> None:
 
 def _ref(ref: SegmentRef) -> SegmentReference | None:
     if not ref.service or not ref.service_instance:
-        return None  # an sw6 caller: its service is an OAP 6 id, not a name (spec §4.4)
+        return None  # an sw6 caller: its service is an OAP 6 id, not a name (docs/protocol/sw6.md §9.5)
     return SegmentReference(refType=REF_TYPE[ref.ref_type], traceId=ref.trace_id.value,
                             parentTraceSegmentId=ref.segment_id.value, parentSpanId=ref.span_id,
                             parentService=ref.service, parentServiceInstance=ref.service_instance,

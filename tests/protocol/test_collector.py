@@ -1,16 +1,18 @@
 """The bundled collector (skywalking.collector) over real gRPC and HTTP, with hand-built messages.
 
-Section numbers refer to the sw6 protocol notes summarised in docs/collector.md; byte strings are the
-golden wire vectors (encoded from protos checked identical to the official ones).
+Section numbers refer to docs/protocol/sw6.md; byte strings are the golden wire vectors of
+tests/fixtures/wire/ (see its README).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -38,20 +40,17 @@ V3_SYNC = "/skywalking.v3.TraceSegmentReportService/collectInSync"
 V3_PROPS = "/skywalking.v3.ManagementService/reportInstanceProperties"
 V3_KEEPALIVE = "/skywalking.v3.ManagementService/keepAlive"
 
-GOLDEN_UPSTREAM = bytes.fromhex(
-    "0a050a0303040512d3010a0c0a0a022d80c0ee80b4d7811c126210ffffffffffffffffff011880b499e4f22d20fab599e4f22d2a2812"
-    "050a03010203180420012a0e3132372e302e302e313a38303830380142072f706f7274616c587b3a042f617069580360e6367a120a0b"
-    "687474702e6d6574686f641203474554125b0801188ab499e4f22d20f0b599e4f22d3a052f646f776e4a0e3132372e302e302e313a39"
-    "3039305001580360da36700182012808c8b599e4f22d120e0a056576656e7412056572726f72120f0a076d6573736167651204626f6f"
-    "6d18022003")
-GOLDEN_INSTANCES = bytes.fromhex(
-    "0a98010802122030313233343536373839616263646566303132333435363738396162636465661880b499e4f22d2a100a076f735f6e"
-    "616d6512054c696e75782a0f0a09686f73745f6e616d65120268312a100a0469707634120831302e302e302e312a100a04697076341208"
-    "31302e302e302e322a100a0a70726f636573735f6e6f120234322a120a086c616e67756167651206707974686f6e")
-GOLDEN_V3_SEGMENT = bytes.fromhex(
-    "0a03742d311203732d311a7810ffffffffffffffffff011880b499e4f22d20e4b499e4f22d2a2f1203742d311a03732d3020012a0573"
-    "76632d613206696e73742d613a022f61420e3132372e302e302e313a3737373732022f623a0f3132372e302e302e313a343030303048"
-    "0350e63662120a0b687474702e6d6574686f64120347455422057376632d622a06696e73742d62")
+WIRE = Path(__file__).resolve().parents[1] / "fixtures" / "wire"
+
+
+def _vector(file: str, name: str) -> bytes:
+    with open(WIRE / f"{file}.json", encoding="utf-8") as f:
+        return bytes.fromhex(json.load(f)["vectors"][name]["hex"])
+
+
+GOLDEN_UPSTREAM = _vector("v2-trace", "upstream_segment")
+GOLDEN_INSTANCES = _vector("v2-register", "service_instances")
+GOLDEN_V3_SEGMENT = _vector("v3-trace", "segment_object")
 
 _seq = itertools.count(1)
 
@@ -167,7 +166,7 @@ def find_segment(c: CollectorProcess, segment_id: str, timeout: float = 5.0) -> 
 
 
 def local_ref(a: Agent, **fields: Any) -> Any:
-    """A CrossThread ref that needs no lookups: both endpoint ids -1 (§2.7)."""
+    """A CrossThread ref that needs no lookups: both endpoint ids -1 (docs/protocol/sw6.md §4.4)."""
     values: dict[str, Any] = {"refType": tc6.CrossThread, "parentTraceSegmentId": uid(a.iid, 1, 1),
                               "parentSpanId": 0, "parentServiceInstanceId": a.iid, "entryServiceInstanceId": a.iid,
                               "entryEndpointId": -1, "parentEndpointId": -1}
@@ -175,16 +174,16 @@ def local_ref(a: Agent, **fields: Any) -> Any:
     return tr6.SegmentReference(**values)
 
 
-# ------------------------------------------------------------------ registration (§2.2–2.6, §8)
+# ------------------------------------------------------------------ registration (docs/protocol/sw6.md §5)
 
 
 def test_async_service_registration(collector: CollectorProcess) -> None:
     name = f"async-{next(_seq)}"
     req = reg.Services(services=[reg.Service(serviceName=name)])
     first = collector.unary(SERVICE, req, reg.ServiceRegisterMapping)
-    assert list(first.services) == []  # 0 while creation is pending: left out (§2.2)
+    assert list(first.services) == []  # 0 while creation is pending: left out (docs/protocol/sw6.md §5.1)
     sid = wait_until(lambda: _first(collector.unary(SERVICE, req, reg.ServiceRegisterMapping).services, name))
-    assert sid >= 2  # 1 is the built-in User (§8.10)
+    assert sid >= 2  # 1 is the built-in User (docs/protocol/sw6.md §5.1)
     assert _first(collector.unary(SERVICE, req, reg.ServiceRegisterMapping).services, name) == sid
     assert register_service(collector, name + "-other") not in (0, sid)
 
@@ -239,7 +238,7 @@ def test_address_and_mapping_registration(collector: CollectorProcess) -> None:
         return reg.ServiceAndNetworkAddressMappings(mappings=[reg.ServiceAndNetworkAddressMapping(
             serviceId=service_id, serviceInstanceId=instance_id, networkAddress=address)])
 
-    with pytest.raises(grpc.RpcError) as err:  # serviceId 0 and instance 0: fails (§8.9)
+    with pytest.raises(grpc.RpcError) as err:  # serviceId 0 and instance 0: fails (docs/protocol/sw6.md §5.6)
         collector.unary(MAPPING, mapping(0, 0), c6.Commands)
     assert err.value.code() == grpc.StatusCode.UNKNOWN
     assert list(collector.unary(MAPPING, mapping(0, a.iid), c6.Commands).commands) == []  # skipped
@@ -248,7 +247,7 @@ def test_address_and_mapping_registration(collector: CollectorProcess) -> None:
     assert addresses[address]["mappedService"] == a.service
 
 
-# ------------------------------------------------------------------ ping and reset (§2.4, §2.11)
+# ------------------------------------------------------------------ ping and reset (docs/protocol/sw6.md §6)
 
 
 def _ping(c: CollectorProcess, instance_id: int) -> Any:
@@ -323,7 +322,7 @@ def test_golden_segment_drops_then_is_accepted(start_collector: Callable[..., Co
         ("Exit", "127.0.0.1:9090", True, 0)
     assert exit_["logs"] == [{"time": 1577000000200, "data": [{"key": "event", "value": "error"},
                                                                {"key": "message", "value": "boom"}]}]
-    # names a segment carries are created on receipt, as OAP does (§2.5, §2.6)
+    # names a segment carries are created on receipt, as OAP does (docs/protocol/sw6.md §5.4, §5.5)
     assert {"127.0.0.1:8080", "127.0.0.1:9090"} <= {x["address"] for x in c.api("/api/inventory")["addresses"]}
     stats = c.api("/api/stats")
     assert (stats["segmentsReceived"], stats["segmentsAccepted"], stats["segmentsDropped"]) == (2, 1, 1)
@@ -410,8 +409,9 @@ def test_valid_segments_are_accepted(collector: CollectorProcess) -> None:
     a = new_agent(collector, "ok")
     plain = build(a, [span(op="work", componentId=7014, component="ignored: the id wins"),
                       span(1, 0, op="named", component="Tomcat")])  # a 6.6.0 component name is fine
+    # parent instance not looked up for MQ (docs/protocol/sw6.md §8.12)
     mq = build(a, [span(kind=tc6.Entry, op="/consume", spanLayer=tc6.MQ, refs=[
-        _entry_ref(a, parentServiceInstanceId=987654)])])  # parent instance not looked up for MQ (§8.5)
+        _entry_ref(a, parentServiceInstanceId=987654)])])
     send(collector, plain.raw, mq.raw)
     spans = find_segment(collector, plain.segment_id)["spans"]
     assert [(s["componentId"], s["component"]) for s in spans] == [(7014, "N/A"), (1, "Tomcat")]
@@ -419,7 +419,8 @@ def test_valid_segments_are_accepted(collector: CollectorProcess) -> None:
     assert stored["spans"][0]["refs"][0]["parentService"] is None
 
 
-# ------------------------------------------------------------------ ref endpoint names: OAP's retry grace (§2.10)
+# ------------------------------------------------------------------ ref endpoint names: OAP's retry grace
+# (docs/protocol/sw6.md §8.2, §8.13)
 
 
 def _named_ref_segment(a: Agent, name: str) -> Built:

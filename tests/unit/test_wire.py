@@ -1,7 +1,10 @@
-"""Bytes on the wire: the golden vectors of spec/golden-wire-vectors.md, through our protos and encoders."""
+"""Bytes on the wire: the golden vectors of tests/fixtures/wire/ (see its README), through our protos and encoders.
+
+Messages and field numbers: docs/protocol/sw6.md §3 and §9.3 (v2 and v3)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,16 +36,18 @@ from skywalking.trace.span import Span
 from skywalking.trace.tags import TagHttpMethod
 
 ROOT = Path(__file__).resolve().parents[2]
-V2_SEGMENT = (
-    "0a0c0a0a022d80c0ee80b4d7811c126210ffffffffffffffffff011880b499e4f22d20fab599e4f22d2a2812050a030102031804200"
-    "12a0e3132372e302e302e313a38303830380142072f706f7274616c587b3a042f617069580360e6367a120a0b687474702e6d657468"
-    "6f641203474554125b0801188ab499e4f22d20f0b599e4f22d3a052f646f776e4a0e3132372e302e302e313a393039305001580360"
-    "da36700182012808c8b599e4f22d120e0a056576656e7412056572726f72120f0a076d6573736167651204626f6f6d18022003")
-V2_UPSTREAM = "0a050a0303040512d301" + V2_SEGMENT
-V3_SEGMENT = (
-    "0a03742d311203732d311a7810ffffffffffffffffff011880b499e4f22d20e4b499e4f22d2a2f1203742d311a03732d302001"
-    "2a057376632d613206696e73742d613a022f61420e3132372e302e302e313a3737373732022f623a0f3132372e302e302e313a34"
-    "303030304803" "50e63662120a0b687474702e6d6574686f64120347455422057376632d622a06696e73742d62")
+WIRE = ROOT / "tests" / "fixtures" / "wire"
+
+
+def vector(file: str, name: str) -> str:
+    """The hex of one golden vector (``tests/fixtures/wire/<file>.json``)."""
+    with open(WIRE / f"{file}.json", encoding="utf-8") as f:
+        return str(json.load(f)["vectors"][name]["hex"])
+
+
+V2_SEGMENT = vector("v2-trace", "segment_object")
+V2_UPSTREAM = vector("v2-trace", "upstream_segment")
+V3_SEGMENT = vector("v3-trace", "segment_object")
 
 
 def sw6_id(text: str) -> ID:
@@ -143,22 +148,20 @@ def test_registration_messages_byte_for_byte() -> None:
     instances = ServiceInstances(instances=[ServiceInstance(
         serviceId=2, instanceUUID="0123456789abcdef0123456789abcdef", time=1577000000000,
         properties=[{"key": k, "value": v} for k, v in props])])
-    assert instances.SerializeToString().hex() == (
-        "0a98010802122030313233343536373839616263646566303132333435363738396162636465661880b499e4f22d2a100a076f73"
-        "5f6e616d6512054c696e75782a0f0a09686f73745f6e616d65120268312a100a0469707634120831302e302e302e312a100a0469"
-        "707634120831302e302e302e322a100a0a70726f636573735f6e6f120234322a120a086c616e67756167651206707974686f6e")
+    assert instances.SerializeToString().hex() == vector("v2-register", "service_instances")
     endpoint = Endpoint(serviceId=2, endpointName="/api", **{"from": SERVER})
-    assert Endpoints(endpoints=[endpoint]).SerializeToString().hex() == "0a0a080212042f6170692801"
-    assert NetAddresses(addresses=["127.0.0.1:9090"]).SerializeToString().hex() == "0a0e3132372e302e302e313a39303930"
+    assert Endpoints(endpoints=[endpoint]).SerializeToString().hex() == vector("v2-register", "endpoints")
+    addresses = NetAddresses(addresses=["127.0.0.1:9090"])
+    assert addresses.SerializeToString().hex() == vector("v2-register", "net_addresses")
     ping = ServiceInstancePingPkg(serviceInstanceId=3, time=1577000000000,
                                   serviceInstanceUUID="0123456789abcdef0123456789abcdef")
-    assert ping.SerializeToString().hex() == (
-        "08031080b499e4f22d1a203031323334353637383961626364656630313233343536373839616263646566")
-    assert Services(services=[{"serviceName": "py-svc"}]).SerializeToString().hex() == "0a080a0670792d737663"
-    reset = Commands.FromString(bytes.fromhex(
-        "0a2c0a14536572766963654d65746164617461526573657412140a0c53657269616c4e756d626572120435613562"))
+    assert ping.SerializeToString().hex() == vector("v2-register", "ping")
+    assert Services(services=[{"serviceName": "py-svc"}]).SerializeToString().hex() == vector("v2-register", "services")
+    reset_hex = vector("v2-register", "reset_commands")
+    reset = Commands.FromString(bytes.fromhex(reset_hex))
     assert (reset.commands[0].command, reset.commands[0].args[0].key, reset.commands[0].args[0].value) == (
         "ServiceMetadataReset", "SerialNumber", "5a5b")
+    assert reset.SerializeToString().hex() == reset_hex
 
 
 def test_instance_properties_follow_the_java_order() -> None:
