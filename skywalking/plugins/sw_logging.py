@@ -15,10 +15,8 @@ NO_TRACE = "N/A"
 def current_trace_id() -> str:
     """The trace id of the active span, or ``N/A``."""
     span = peek()
-    segment = getattr(getattr(span, "context", None), "_segment", None) if span is not None else None
-    if segment is None or not segment.related_traces:
-        return NO_TRACE
-    return str(segment.related_traces[0])
+    trace_id = span.context.trace_id if span is not None else None
+    return trace_id.value if trace_id is not None else NO_TRACE
 
 
 class LoggingPlugin(Plugin):

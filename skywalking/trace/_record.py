@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class SlotRecord:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and all(getattr(self, s) == getattr(other, s) for s in self.__slots__)

@@ -1,246 +1,42 @@
-"""Cross-process headers: the ``sw6`` and ``sw8``/``sw8-correlation`` codecs and the ``Carrier``.
+"""Carriers: the headers of one call crossing a process boundary (the upstream plugin API).
 
 Plugins use the upstream shape: outbound, ``for item in span.inject(): headers[item.key] = item.val``;
 inbound, ``carrier = Carrier(); for item in carrier: item.val = headers.get(item.key)``, then
-``context.new_entry_span(op, carrier)``. An inbound carrier offers every header this agent reads
-(``sw6``, ``sw8``, ``sw8-correlation``); an outbound one holds only the headers configured in
-``agent_propagation``. Decoding never raises: a malformed header yields ``None`` and a debug line.
+``context.new_entry_span(op, carrier)``. An inbound carrier offers every header this agent reads (the
+configured sw6 header, ``sw8``, ``sw8-correlation``); an outbound one holds the headers of the formats in
+``agent_propagation``. Decoding never raises: a malformed header yields ``None`` and a debug line. The
+codecs are in ``skywalking.trace.headers``; which formats apply is ``skywalking.trace.propagation``'s call.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-from skywalking import config
-from skywalking.loggings import logger
-from skywalking.trace._record import SlotRecord
-from skywalking.trace.ids import ID, parse_parts
+from skywalking.trace import propagation as _propagation  # noqa: F401  (sets TRACER.propagation)
+from skywalking.trace.headers import (  # noqa: F401  (re-exported: the codecs used to live here)
+    MAX_HEADER_LENGTH,
+    SW6,
+    SW8,
+    CarrierItem,
+    HeaderError,
+    b64decode,
+    b64encode,
+    decode_correlation,
+    decode_sw6,
+    decode_sw8,
+    encode_correlation,
+    encode_sw6,
+    encode_sw8,
+    format_sw6,
+)
+from skywalking.trace.ids import ID
+from skywalking.trace.tracer import TRACER
 
-MAX_HEADER_LENGTH = 4096  # the spec asks for < 2k; larger values are refused without parsing
-_B64_BODY = re.compile(r"[A-Za-z0-9+/]*")
-_B64_STRICT = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
-_URLSAFE = str.maketrans("-_", "+/")
-_INT = re.compile(r"[0-9]{1,10}")
-
-
-class HeaderError(ValueError):
-    """Why an inbound header was not usable."""
-
-
-# -- base64 ---------------------------------------------------------------------------------------
-
-_b64_cache: dict[str, str] = {}
-
-
-def b64encode(text: str) -> str:
-    """Standard alphabet, ``=`` padded (never URL-safe: ``-`` is the field separator)."""
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-def b64encode_cached(text: str) -> str:
-    """``b64encode`` for values that repeat (peers, endpoint names); bounded cache."""
-    v = _b64_cache.get(text)
-    if v is None:
-        if len(_b64_cache) >= 4096:
-            _b64_cache.clear()
-        v = _b64_cache[text] = b64encode(text)
-    return v
-
-
-def b64decode(text: str) -> str:
-    """Lenient decode, like the Java agent: trailing ``=``/whitespace dropped, URL-safe letters and
-    missing padding accepted. Anything else raises HeaderError."""
-    if _B64_STRICT.fullmatch(text):  # what agents send: one regex and one C call
-        try:
-            return binascii.a2b_base64(text).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise HeaderError(f"not base64 text: {text[:64]!r} ({e})") from None
-    body = "".join(text.split()).rstrip("=").translate(_URLSAFE)
-    if not _B64_BODY.fullmatch(body) or len(body) % 4 == 1:
-        raise HeaderError(f"not base64: {text[:64]!r}")
-    try:
-        return base64.b64decode(body + "=" * (-len(body) % 4), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as e:
-        raise HeaderError(f"not base64 text: {text[:64]!r} ({e})") from None
-
-
-def _uint(field: str, name: str) -> int:
-    if not _INT.fullmatch(field):
-        raise HeaderError(f"{name} is not a non-negative integer: {field[:32]!r}")
-    return int(field)
-
-
-def _id(field: str, name: str) -> ID:
-    text = b64decode(field)
-    parts = parse_parts(text)
-    if parts is None:
-        raise HeaderError(f"{name} is not three int64 parts: {text[:64]!r}")
-    return ID(text, parts)
-
-
-# -- sw6 ------------------------------------------------------------------------------------------
-
-class SW6(SlotRecord):
-    """The nine sw6 fields. ``peer``, ``entry_endpoint`` and ``parent_endpoint`` keep their raw
-    decoded form: ``#name``, a decimal id, or ``-1`` (endpoints only: "no real endpoint")."""
-
-    __slots__ = ("entry_endpoint", "entry_instance_id", "parent_endpoint", "parent_instance_id", "peer",
-                 "sample", "segment_id", "span_id", "trace_id")
-
-    def __init__(self, trace_id: ID, segment_id: ID, span_id: int, parent_instance_id: int,
-                 entry_instance_id: int, peer: str, entry_endpoint: str = "-1", parent_endpoint: str = "-1",
-                 sample: int = 1) -> None:
-        self.sample = sample
-        self.trace_id = trace_id
-        self.segment_id = segment_id
-        self.span_id = span_id
-        self.parent_instance_id = parent_instance_id
-        self.entry_instance_id = entry_instance_id
-        self.peer = peer
-        self.entry_endpoint = entry_endpoint
-        self.parent_endpoint = parent_endpoint
-
-
-
-def _compressed(raw: str, name: str, endpoint: bool) -> str:
-    """Validate one of the '#name | id | -1' fields (decoded)."""
-    if raw.startswith("#"):
-        if len(raw) == 1:
-            raise HeaderError(f"{name} is an empty name")
-        return raw
-    if _INT.fullmatch(raw) and int(raw) > 0 or endpoint and raw == "-1":
-        return raw
-    raise HeaderError(f"{name} is neither '#name' nor an id: {raw[:64]!r}")
-
-
-def decode_sw6(value: str) -> SW6:
-    """Parse an sw6 value. Nine fields (as Java writes) or the seven-field short form (endpoints
-    then read as "no real endpoint"). Raises HeaderError with the reason."""
-    if len(value) > MAX_HEADER_LENGTH:
-        raise HeaderError(f"longer than {MAX_HEADER_LENGTH} characters")
-    f = value.strip().split("-", 8)
-    if len(f) not in (7, 9):
-        raise HeaderError(f"{len(f)} fields, expected 9 (or 7)")
-    sample = 0 if f[0] == "0" else 1
-    trace_id = _id(f[1], "trace id")
-    segment_id = _id(f[2], "parent segment id")
-    span_id = _uint(f[3], "parent span id")
-    parent_instance_id = _uint(f[4], "parent service instance id")
-    entry_instance_id = _uint(f[5], "entry service instance id")
-    if parent_instance_id == 0 or entry_instance_id == 0:
-        raise HeaderError("service instance id 0")
-    peer = b64decode(f[6])
-    if not peer:
-        raise HeaderError("empty peer")
-    peer = _compressed(peer, "peer", endpoint=False)
-    entry = parent = "-1"
-    if len(f) == 9:
-        entry = b64decode(f[7]) or "-1"  # empty endpoints are re-emitted as -1, never empty
-        parent = b64decode(f[8]) or "-1"
-        entry = _compressed(entry, "entry endpoint", endpoint=True)
-        parent = _compressed(parent, "parent endpoint", endpoint=True)
-    return SW6(trace_id, segment_id, span_id, parent_instance_id, entry_instance_id, peer, entry, parent, sample)
-
-
-def encode_sw6(h: SW6) -> str:
-    """Nine fields, standard base64. Refuses what Java 6.6.0 could not read back."""
-    trace = b64encode(h.trace_id.value)
-    segment = trace if h.segment_id is h.trace_id else b64encode(h.segment_id.value)
-    return format_sw6(h.sample, trace, segment, h.span_id, h.parent_instance_id, h.entry_instance_id, h.peer,
-                      h.entry_endpoint, h.parent_endpoint)
-
-
-def format_sw6(sample: int, trace_b64: str, segment_b64: str, span_id: int, parent_instance_id: int,
-               entry_instance_id: int, peer: str, entry_endpoint: str, parent_endpoint: str) -> str:
-    """sw6 from already-encoded ids (the inject hot path); the raw fields are checked here."""
-    if span_id < 0 or parent_instance_id <= 0 or entry_instance_id <= 0:
-        raise HeaderError("sw6 plain fields must be non-negative span ids and positive instance ids")
-    return (f"{1 if sample else 0}-{trace_b64}-{segment_b64}-{span_id}-{parent_instance_id}-{entry_instance_id}"
-            + sw6_tail(peer, entry_endpoint, parent_endpoint))
-
-
-# -- sw8 ------------------------------------------------------------------------------------------
-
-class SW8(SlotRecord):
-    """The eight sw8 fields."""
-
-    __slots__ = ("client_address", "endpoint", "sample", "segment_id", "service", "service_instance", "span_id",
-                 "trace_id")
-
-    def __init__(self, trace_id: ID, segment_id: ID, span_id: int, service: str, service_instance: str,
-                 endpoint: str, client_address: str, sample: int = 1) -> None:
-        self.sample = sample
-        self.trace_id = trace_id
-        self.segment_id = segment_id
-        self.span_id = span_id
-        self.service = service
-        self.service_instance = service_instance
-        self.endpoint = endpoint
-        self.client_address = client_address
-
-
-
-def decode_sw8(value: str) -> SW8:
-    if len(value) > MAX_HEADER_LENGTH:
-        raise HeaderError(f"longer than {MAX_HEADER_LENGTH} characters")
-    f = value.strip().split("-", 7)
-    if len(f) != 8:
-        raise HeaderError(f"{len(f)} fields, expected 8")
-    texts = [b64decode(f[i]) for i in (1, 2, 4, 5, 6, 7)]
-    if not all(texts):
-        raise HeaderError("empty field")
-    trace, segment, service, instance, endpoint, address = texts
-    return SW8(ID(trace, parse_parts(trace)), ID(segment, parse_parts(segment)), _uint(f[3], "parent span id"),
-               service, instance, endpoint, address, 0 if f[0] == "0" else 1)
-
-
-def encode_sw8(h: SW8) -> str:
-    return (f"{1 if h.sample else 0}-{b64encode(h.trace_id.value)}-{b64encode(h.segment_id.value)}-{h.span_id}-"
-            f"{b64encode_cached(h.service)}-{b64encode_cached(h.service_instance)}-"
-            f"{b64encode_cached(h.endpoint)}-{b64encode_cached(h.client_address)}")
-
-
-def decode_correlation(value: str) -> dict[str, str]:
-    """``b64(k):b64(v),...``; bad pairs are skipped; capped by the correlation options."""
-    out: dict[str, str] = {}
-    if len(value) > MAX_HEADER_LENGTH:
-        return out
-    for pair in value.split(","):
-        if len(out) >= config.correlation_element_max_number:
-            break
-        k, sep, v = pair.partition(":")
-        if not sep:
-            continue
-        try:
-            key, val = b64decode(k), b64decode(v)
-        except HeaderError:
-            continue
-        if key and len(val) <= config.correlation_value_max_length:
-            out[key] = val
-    return out
-
-
-def encode_correlation(correlation: dict[str, str]) -> str:
-    return ",".join(f"{b64encode_cached(k)}:{b64encode_cached(v)}" for k, v in correlation.items())
-
-
-# -- carrier --------------------------------------------------------------------------------------
-
-class CarrierItem:
-    """One header: ``key`` and ``val``."""
-
-    __slots__ = ("key", "val")
-
-    def __init__(self, key: str = "", val: str = "") -> None:
-        self.key = key
-        self.val = val
-
-    def __repr__(self) -> str:
-        return f"CarrierItem({self.key!r}, {self.val!r})"
+if TYPE_CHECKING:
+    from skywalking.trace.handoff import Handoff
+    from skywalking.trace.segment import Segment
+    from skywalking.trace.span import Span
 
 
 class SW8CorrelationCarrier(CarrierItem):
@@ -275,7 +71,7 @@ class Carrier(list):  # a list of CarrierItem: plugins iterate it at C speed
                       endpoint, client_address)
             self += [SW8CorrelationCarrier(encode_correlation(self.correlation)), CarrierItem("sw8", encode_sw8(sw8))]
         else:  # inbound: offer every header this agent reads
-            self += [CarrierItem(config.SW6_HEADER, ""), SW8CorrelationCarrier(""), CarrierItem("sw8", "")]
+            self += [CarrierItem(key, "") for key in TRACER.propagation.inbound_keys]
 
     def get(self, key: str) -> str:
         for item in self:
@@ -288,21 +84,10 @@ class Carrier(list):  # a list of CarrierItem: plugins iterate it at C speed
         """True if an inbound header decodes to a context this agent can continue."""
         return self.decode() is not None
 
-    def decode(self) -> SW6 | SW8 | None:
-        """The header to continue, preferring the configured protocol's own; never raises."""
-        raw = {item.key: item.val for item in self if isinstance(item.val, str) and item.val}
-        order = (("sw6", config.SW6_HEADER), ("sw8", "sw8"))
-        if config.agent_protocol_version == "v8":
-            order = order[::-1]
-        for kind, key in order:
-            value = raw.get(key)
-            if not value:
-                continue
-            try:
-                return decode_sw6(value) if kind == "sw6" else decode_sw8(value)
-            except HeaderError as e:
-                logger.debug("ignoring inbound %s header (%s); starting a new trace", key, e)
-        return None
+    def decode(self) -> SW6 | SW8 | Handoff | None:
+        """The header to continue, preferring the protocol's own; never raises."""
+        return TRACER.propagation.decode({item.key: item.val for item in self if isinstance(item.val, str)
+                                          and item.val})
 
     def inbound_correlation(self) -> dict[str, str]:
         value = self.get("sw8-correlation")
@@ -311,12 +96,12 @@ class Carrier(list):  # a list of CarrierItem: plugins iterate it at C speed
     def __eq__(self, other: object) -> bool:
         return self is other
 
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # type: ignore[assignment]  # identity: a list is otherwise unhashable
 
 
 def inbound_header_names() -> tuple[str, ...]:
     """The (lower-case) names of the headers this agent reads: the configured sw6 header, sw8, sw8-correlation."""
-    return config.SW6_HEADER, "sw8-correlation", "sw8"
+    return TRACER.propagation.inbound_keys
 
 
 def inbound_carrier(lookup: Callable[[str], str | None]) -> Carrier:
@@ -330,47 +115,30 @@ def inbound_carrier(lookup: Callable[[str], str | None]) -> Carrier:
 class OutboundCarrier(Carrier):
     """What ``ExitSpan.inject()`` returns: the encoded headers; fields are read from the span lazily."""
 
-    _span: Any = None
+    _span: Span | None = None
 
     def __init__(self) -> None:  # no super().__init__(): nothing to parse, items appended by inject()
         pass
 
-    def _segment(self) -> Any:
+    def _segment(self) -> Segment | None:
         span = self._span
-        return span.context._segment if span is not None else None
+        return span.context.current_segment if span is not None else None
 
-    @property  # type: ignore[override]
-    def trace_id(self) -> str:
+    @property
+    def trace_id(self) -> str:  # type: ignore[override]
         seg = self._segment()
         return seg.related_traces[0].value if seg is not None else ""
 
-    @property  # type: ignore[override]
-    def segment_id(self) -> str:
+    @property
+    def segment_id(self) -> str:  # type: ignore[override]
         seg = self._segment()
         return seg.segment_id.value if seg is not None else ""
 
-    @property  # type: ignore[override]
-    def span_id(self) -> int | str:
+    @property
+    def span_id(self) -> int | str:  # type: ignore[override]
         return self._span.sid if self._span is not None else ""
 
     @property
     def correlation(self) -> dict[str, str]:  # type: ignore[override]
         span = self._span
-        corr = getattr(span.context, "_correlation", None) if span is not None else None
-        return dict(corr) if corr else {}
-
-
-_tail_cache: dict[tuple[str, str, str], str] = {}
-
-
-def sw6_tail(peer: str, entry_endpoint: str, parent_endpoint: str) -> str:
-    """``-b64(peer)-b64(entry)-b64(parent)``, cached: these repeat from request to request."""
-    key = (peer, entry_endpoint, parent_endpoint)
-    tail = _tail_cache.get(key)
-    if tail is None:
-        if not peer or not entry_endpoint or not parent_endpoint:
-            raise HeaderError("sw6 peer and endpoint fields must not be empty")
-        if len(_tail_cache) >= 4096:
-            _tail_cache.clear()
-        tail = _tail_cache[key] = f"-{b64encode(peer)}-{b64encode(entry_endpoint)}-{b64encode(parent_endpoint)}"
-    return tail
+        return dict(span.context.correlation) if span is not None else {}

@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from skywalking import Component, Kind, config
 from skywalking.loggings import logger
-from skywalking.trace.carrier import SW6, SW8, Carrier
-from skywalking.trace.handoff import Handoff
+from skywalking.trace.carrier import Carrier
 from skywalking.trace.identity import NAME, SERVICE, Identity
-from skywalking.trace.ids import ID, new_sw6_id, new_sw8_id
-from skywalking.trace.segment import Segment, SegmentRef
+from skywalking.trace.ids import ID
+from skywalking.trace.noop import _EMPTY, NOOP_CONTEXT, NoopContext, NoopSpan
+from skywalking.trace.propagation import install, select
+from skywalking.trace.segment import Link, Segment, SegmentRef
 from skywalking.trace.snapshot import Snapshot
-from skywalking.trace.span import EntrySpan, ExitSpan, IllegalStateError, NoopSpan, Span, _active, entry_view
+from skywalking.trace.span import EntrySpan, ExitSpan, IllegalStateError, Span, _active
 from skywalking.trace.tracer import TRACER, no_ids, no_names
 
-__all__ = ["NoopContext", "SpanContext", "get_context", "suppress_tracing"]
+__all__ = ["NOOP_CONTEXT", "NoopContext", "SpanContext", "get_context", "inside_exit_span", "peek", "suppress_tracing"]
+_new_link = tuple.__new__
 
 SPAN_LIMIT_PER_SEGMENT = 300  # Java Agent.SPAN_LIMIT_PER_SEGMENT; further spans are no-ops
 OPERATION_NAME_THRESHOLD = 500  # Java Agent.OPERATION_NAME_THRESHOLD
@@ -43,7 +45,7 @@ def enable(reporter: Callable[[Segment], Any], *, identity: Identity, protocol: 
     """Start tracing: finished segments go to ``reporter`` (called once per segment). ``instance_id`` is the
     OAP's id for ``identity`` if already known; ``resolve`` looks up (and asks for) the id of an identity."""
     t = TRACER
-    t.v6 = protocol == "v6"
+    install(select(protocol))
     set_identity(identity, instance_id)
     t.resolve = resolve if resolve is not None else no_ids
     t.note_endpoint = note_endpoint if note_endpoint is not None else no_names
@@ -72,6 +74,7 @@ def disable() -> None:
 
 
 _ignored: dict[str, bool] = {}
+config.on_recompute("RE_IGNORE_PATH", _ignored.clear)  # a new agent_trace_ignore_path applies at once
 
 
 def _is_ignored(op: str) -> bool:
@@ -88,19 +91,20 @@ def _is_ignored(op: str) -> bool:
 class SpanContext:
     """The spans of one segment. Created by ``get_context()``; not shared between threads."""
 
-    __slots__ = ("__dict__", "_archived", "_first", "_nspans", "_segment", "_sid", "_thread")
+    __slots__ = ("__dict__", "_archived", "_nspans", "_sid", "_thread", "current_segment", "first_span")
 
     # rarely used state: class-level defaults, set on the instance only when needed
     _lock: threading.Lock | None = None  # made by the first prepare_async()
     _pending = 0  # spans prepared for async finish and not finished yet
     _parent: Span | None = None  # span of another thread / finished segment this context continues
     _correlation: dict[str, str] | None = None
-    _last: tuple[ID, ID, str | None, bool, SegmentRef | None] | None = None  # the archived segment
+    # the archived segment's ``Link`` fields (a plain tuple: made for every segment, read rarely)
+    _last: tuple[ID, ID, str | None, bool, SegmentRef | None] | None = None
     profile_status = None
 
     def __init__(self, parent: Span | None = None) -> None:
-        self._segment: Segment | None = None
-        self._first: Span | None = None
+        self.current_segment: Segment | None = None  # the live segment (read-only; ``segment`` starts one)
+        self.first_span: Span | None = None  # its first span (read-only)
         self._sid = 0
         self._nspans = 0
         self._archived = False
@@ -110,14 +114,29 @@ class SpanContext:
 
     @property
     def create_time(self) -> int:
-        seg = self._segment
+        seg = self.current_segment
         return seg.timestamp if seg is not None else 0
+
+    @property
+    def trace_id(self) -> ID | None:
+        """The trace of the live segment, or of the last one this context archived."""
+        seg = self.current_segment
+        if seg is not None and not self._archived:
+            return seg.related_traces[0]
+        last = self._last
+        return last[0] if last is not None else None
+
+    @property
+    def correlation(self) -> Mapping[str, str]:
+        """The correlation entries (read-only view; ``put_correlation`` changes them)."""
+        corr = self._correlation
+        return corr if corr else _EMPTY
 
     # -- segment ----------------------------------------------------------------------------------
 
     @property
     def segment(self) -> Segment:
-        seg = self._segment
+        seg = self.current_segment
         if seg is None or self._archived:
             seg = self._start_segment(None)
         return seg
@@ -125,16 +144,16 @@ class SpanContext:
     def _start_segment(self, trace_id: ID | None) -> Segment:
         t = TRACER
         if trace_id is None and (self._last is not None or self._parent is not None):
-            link = self._link_info() or (self._parent._link_target() if self._parent is not None else None)
+            link = self.link() or (self._parent.context.link() if self._parent is not None else None)
             if link is not None:
-                trace_id = link[0]  # continue the trace of a held or parent context
+                trace_id = link.trace_id  # continue the trace of a held or parent context
         ms = _time_ns() // 1_000_000
-        seg_id = new_sw6_id(ms) if t.v6 else new_sw8_id(ms)
+        seg_id = t.propagation.new_id(ms)
         seg = Segment(seg_id, trace_id or seg_id, ms, t.identity)
-        self._segment = seg
+        self.current_segment = seg
         self._archived = False
         self._sid = 0
-        self._first = None
+        self.first_span = None
         return seg
 
     @property
@@ -146,7 +165,7 @@ class SpanContext:
 
     @property
     def primary_endpoint(self) -> str | None:
-        first = self._first
+        first = self.first_span
         return first.op if first is not None else None
 
     # -- span creation ----------------------------------------------------------------------------
@@ -158,12 +177,15 @@ class SpanContext:
         if parent is not None and parent.kind is _ENTRY and inherit is not None and inherit == parent.component:
             parent.op = op
             if carrier is not None and not parent.refs:
-                self._extract(parent, carrier)
+                self.extract(parent, carrier)
             return parent
         header = carrier.decode() if carrier is not None else None
-        span = self._new_span(EntrySpan, op, parent, header)
-        if header is not None and span.context is self:
-            self._apply_header(span, header)
+        if header is None:
+            return self._new_span(EntrySpan, op, parent, False)
+        trace_id, ref = TRACER.propagation.link(header)
+        span = self._new_span(EntrySpan, op, parent, True, trace_id)
+        if span.context is self:
+            self._continue(span, trace_id, ref)
             self._adopt_correlation(carrier)  # type: ignore[arg-type]
         return span
 
@@ -184,29 +206,30 @@ class SpanContext:
         if parent is not None and sid < SPAN_LIMIT_PER_SEGMENT and _ignored.get(op) is False \
                 and len(op) <= OPERATION_NAME_THRESHOLD:  # the common case: inside a live segment
             self._sid = sid + 1
-            span = ExitSpan(self, sid, parent.sid, op, peer, None, component)
+            span: Span = ExitSpan(self, sid, parent.sid, op, peer, None, component)
         else:
-            span = self._new_span(ExitSpan, op, parent, None, peer, component)
+            span = self._new_span(ExitSpan, op, parent, False, None, peer, component)
         if inherit is not None:
             span.inherit = inherit
         return span
 
     def new_local_span(self, op: str) -> Span:
-        return self._new_span(Span, op, self.active_span, None)
+        return self._new_span(Span, op, self.active_span, False)
 
-    def _new_span(self, cls: type[Span], op: str, parent: Span | None, header: SW6 | SW8 | Handoff | None,
+    def _new_span(self, cls: type[Span], op: str, parent: Span | None, inbound: bool, trace_id: ID | None = None,
                   peer: str | None = None, component: Component | None = None) -> Span:
+        """``inbound``: the span continues a propagated context (``trace_id``: the trace it adopts)."""
         ignored = _ignored.get(op)
         if ignored is None:
             ignored = _is_ignored(op) if op else False
         if ignored:
             return NoopSpan(NOOP_CONTEXT)
-        seg = self._segment
+        seg = self.current_segment
         if seg is None or self._archived:
-            if header is None and TRACER.sample_limit and self._parent is None and self._last is None \
+            if not inbound and TRACER.sample_limit and self._parent is None and self._last is None \
                     and not TRACER.sample_root():  # only new traces are sampled
                 return NoopSpan(NOOP_CONTEXT)
-            seg = self._start_segment(header.trace_id if header is not None and _continues(header) else None)
+            seg = self._start_segment(trace_id)
         sid = self._sid
         if sid >= SPAN_LIMIT_PER_SEGMENT:
             seg.is_size_limited = True
@@ -217,14 +240,14 @@ class SpanContext:
             op = op[:OPERATION_NAME_THRESHOLD]
         span = cls(self, sid, parent.sid if parent is not None else -1, op, peer, None, component)
         if sid == 0:
-            self._first = span
-            if self._parent is not None and header is None:
+            self.first_span = span
+            if self._parent is not None and not inbound:
                 self._link(span, self._parent)
         return span
 
     # -- lifecycle (called by spans) ----------------------------------------------------------------
 
-    def _span_started(self) -> None:
+    def span_started(self) -> None:
         lock = self._lock
         if lock is None:
             self._nspans += 1
@@ -232,23 +255,29 @@ class SpanContext:
             with lock:
                 self._nspans += 1
 
-    def _async_prepared(self) -> None:
+    def span_stopped(self, span: Span | None) -> None:
+        """``span`` left its block and is finished (None: prepared for async, ``async_finish`` ends it)."""
+        if self._lock is None:  # the common case: no async span
+            self.current_segment.spans.append(span)  # type: ignore[union-attr,arg-type]
+            n = self._nspans = self._nspans - 1
+            if n == 0:
+                self._archive()
+        else:
+            self._finish_locked(span, 1, 0)
+
+    def span_async_prepared(self) -> None:
         if self._lock is None:
             self._lock = threading.Lock()  # from now on the counters change under it
         with self._lock:
             self._pending += 1
 
-    def _span_stopped(self, span: Span | None) -> None:
-        """A span left its block while async spans exist (``span`` None: it will finish later)."""
-        self._finish_locked(span, 1, 0)
-
-    def _async_finished(self, span: Span) -> None:
+    def span_async_finished(self, span: Span) -> None:
         self._finish_locked(span, 0, 1)
 
     def _finish_locked(self, span: Span | None, stopped: int, finished: int) -> None:
         with self._lock:  # type: ignore[union-attr]
             if span is not None:
-                self._segment.spans.append(span)  # type: ignore[union-attr]
+                self.current_segment.spans.append(span)  # type: ignore[union-attr]
             self._nspans -= stopped
             self._pending -= finished
             done = self._nspans == 0 and self._pending == 0 and not self._archived
@@ -259,16 +288,16 @@ class SpanContext:
 
     def _archive(self) -> None:
         self._archived = True
-        seg = self._segment
+        seg = self.current_segment
         if seg is None:
             return
         # break the segment -> span -> context -> segment cycle so finished requests need no GC; keep
         # what a later span of this context (or a task that outlived it) needs to link to it
-        first = self._first
+        first = self.first_span
         self._last = (seg.related_traces[0], seg.segment_id, first.op if first else None,
                       first is not None and first.kind is _ENTRY, first.refs[0] if first and first.refs else None)
-        self._segment = None
-        self._first = None
+        self.current_segment = None
+        self.first_span = None
         reporter = TRACER.reporter
         if reporter is None or not seg.spans:
             return
@@ -279,53 +308,20 @@ class SpanContext:
 
     # -- propagation ------------------------------------------------------------------------------
 
-    def _extract(self, span: Span, carrier: Carrier) -> None:
+    def extract(self, span: Span, carrier: Carrier) -> None:
+        """Continue the context ``carrier`` holds in ``span`` (an entry span of this context)."""
         header = carrier.decode()
         if header is not None:
-            self._apply_header(span, header)
+            self._continue(span, *TRACER.propagation.link(header))
             self._adopt_correlation(carrier)
 
-    def _apply_header(self, span: Span, h: SW6 | SW8 | Handoff) -> None:
-        """Continue the caller's trace; add a CrossProcess ref when the protocol can express it
-        (spec §4.4: sw6 under v6, sw8 under v8; across versions only the trace id carries over)."""
-        seg = self._segment or self.segment
-        v6 = TRACER.v6
-        if isinstance(h, Handoff):
-            if v6 and h.trace_id.parts is None:
-                logger.debug("handoff trace id %r has no sw6 form; starting a new trace", h.trace_id.value)
-                return
-            ref = SegmentRef("CrossProcess", h.trace_id, h.segment_id, h.span_id)
-            ref.parent_instance, ref.entry_instance = h.caller, h.entry
-            ref.service, ref.service_instance = h.caller[SERVICE], h.caller[NAME]
-            ref.endpoint = h.parent_endpoint
-            ref.client_address = h.peer
-            ref.set_endpoints(h.entry_raw, h.parent_raw)
-        elif isinstance(h, SW6):
-            if not v6:
-                seg.relate(ID(h.trace_id.value))
-                return
-            ref = SegmentRef("CrossProcess", h.trace_id, h.segment_id, h.span_id)
-            ref.parent_instance = h.parent_instance_id
-            ref.entry_instance = h.entry_instance_id
-            if h.peer.startswith("#"):
-                ref.client_address = h.peer[1:]
-            else:
-                ref.peer_id = int(h.peer)
-            ref.set_endpoints(h.entry_endpoint, h.parent_endpoint)
-        else:
-            if v6:
-                if h.trace_id.parts is not None:
-                    seg.relate(h.trace_id)
-                else:
-                    logger.debug("sw8 trace id %r has no sw6 form; starting a new trace", h.trace_id.value)
-                return
-            ref = SegmentRef("CrossProcess", h.trace_id, h.segment_id, h.span_id)
-            ref.service = h.service
-            ref.service_instance = h.service_instance
-            ref.endpoint = h.endpoint
-            ref.client_address = h.client_address
-        seg.relate(h.trace_id)
-        span.refs = [*span.refs, ref]
+    def _continue(self, span: Span, trace_id: ID | None, ref: SegmentRef | None) -> None:
+        """Adopt a propagated trace id and add its CrossProcess ref (what the protocol can express)."""
+        if trace_id is None:
+            return
+        (self.current_segment or self.segment).relate(trace_id)
+        if ref is not None:
+            span.refs = [*span.refs, ref]
 
     def _adopt_correlation(self, carrier: Carrier) -> None:
         incoming = carrier.inbound_correlation()
@@ -357,26 +353,23 @@ class SpanContext:
     def capture(self) -> Snapshot | None:
         """A snapshot of the active span, to continue this trace in another thread."""
         span = self.active_span
-        seg = self._segment
+        seg = self.current_segment
         if span is None or seg is None:
             return None
-        _, seg_id, first_op, first_is_entry, first_ref = self._link_info()  # type: ignore[misc]
-        return Snapshot(seg_id, span.sid, seg.related_traces[0], first_op, dict(self._correlation or {}),
-                        *entry_view(first_op, first_is_entry, first_ref, seg.identity))
+        return Snapshot.of(self.link(), span.sid, seg.identity, dict(self._correlation or {}))  # type: ignore[arg-type]
 
     def continued(self, snapshot: Snapshot | None) -> None:
         """Link the active span to a snapshot taken in another thread (a CrossThread ref)."""
-        if snapshot is None or not snapshot.is_valid():
-            return
+        trace_id = snapshot.trace_id if snapshot is not None and snapshot.is_valid() else None
         span = self.active_span
-        if span is None or snapshot.is_from_current(self):
+        if trace_id is None or span is None or snapshot.is_from_current(self):  # type: ignore[union-attr]
             return
-        self.segment.relate(snapshot.trace_id)
-        for k, v in snapshot.correlation.items():
+        self.segment.relate(trace_id)
+        for k, v in snapshot.correlation.items():  # type: ignore[union-attr]
             self.put_correlation(k, v)
         if span.kind is _ENTRY:
-            return  # OAP 6.6.0 drops entry spans whose refs lack a network address (§8.5)
-        span.refs = [*span.refs, snapshot.to_ref(self.segment.identity)]
+            return  # OAP 6.6.0 drops entry spans whose refs lack a network address (docs/protocol/sw6.md §8.10)
+        span.refs = [*span.refs, snapshot.to_ref(self.segment.identity)]  # type: ignore[union-attr]
 
     def join(self, snapshots: list[Snapshot | None]) -> None:
         """Link the active (local or exit) span to several snapshots, e.g. a batch that serves several
@@ -387,34 +380,34 @@ class SpanContext:
         if span is None or span.kind is _ENTRY or not valid:
             return
         seg = self.segment
-        seg.relate(valid[0].trace_id)
-        for snap in valid[1:]:
-            if snap.trace_id not in seg.related_traces:
-                seg.related_traces.append(snap.trace_id)
+        traces = [s.trace_id for s in valid if s.trace_id is not None]
+        seg.relate(traces[0])
+        for trace_id in traces[1:]:
+            if trace_id not in seg.related_traces:
+                seg.related_traces.append(trace_id)
         span.refs = [*span.refs, *(snap.to_ref(seg.identity) for snap in valid)]
 
-    def _link_info(self) -> tuple[ID, ID, str | None, bool, SegmentRef | None] | None:
-        """(trace id, segment id, first op, first is entry, first ref) of the live or last segment."""
-        seg = self._segment
+    def link(self) -> Link | None:
+        """What a context continuing this one's live (or else last) segment links to."""
+        seg = self.current_segment
         if seg is not None and not self._archived:
-            first = self._first
-            return (seg.related_traces[0], seg.segment_id, first.op if first else None,
-                    first is not None and first.kind is _ENTRY, first.refs[0] if first and first.refs else None)
-        return self._last
+            first = self.first_span
+            return _new_link(Link, (seg.related_traces[0], seg.segment_id, first.op if first else None,
+                                    first is not None and first.kind is _ENTRY,
+                                    first.refs[0] if first and first.refs else None))
+        last = self._last
+        return _new_link(Link, last) if last is not None else None
 
     def _link(self, span: Span, parent: Span) -> None:
         """First span of a context that continues ``parent`` (another thread or a finished segment)."""
-        info = parent._link_target()
-        if info is None:
+        link = parent.context.link()
+        if link is None:
             return
-        trace_id, segment_id, first_op, first_is_entry, first_ref = info
-        self._segment.relate(trace_id)  # type: ignore[union-attr]
+        self.current_segment.relate(link.trace_id)  # type: ignore[union-attr]
         if span.kind is _ENTRY:
-            return  # OAP 6.6.0 drops entry spans whose refs lack a network address (§8.5)
-        identity = self._segment.identity  # type: ignore[union-attr]
-        snap = Snapshot(segment_id, parent.sid, trace_id, first_op, {},
-                        *entry_view(first_op, first_is_entry, first_ref, identity))
-        span.refs = [*span.refs, snap.to_ref(identity)]
+            return  # OAP 6.6.0 drops entry spans whose refs lack a network address (docs/protocol/sw6.md §8.10)
+        identity = self.current_segment.identity  # type: ignore[union-attr]
+        span.refs = [*span.refs, Snapshot.of(link, parent.sid, identity).to_ref(identity)]
 
 
 def _over_cap(parent: Span) -> bool:
@@ -425,68 +418,6 @@ def _over_cap(parent: Span) -> bool:
         TRACER.calls_over_cap += 1
         return True
     return False
-
-
-def _continues(header: SW6 | SW8 | Handoff) -> bool:
-    """Whether this protocol can adopt the header's trace id as the segment's."""
-    if isinstance(header, Handoff):
-        return not TRACER.v6 or header.trace_id.parts is not None
-    return TRACER.v6 == isinstance(header, SW6)
-
-
-class _NoopSegment:
-    def __init__(self) -> None:
-        self.segment_id = ID("N/A")
-        self.related_traces = [ID("N/A")]
-        self.spans: list[Span] = []
-        self.is_size_limited = False
-
-    def relate(self, trace_id: ID) -> None:
-        pass
-
-    def archive(self, span: Span) -> None:
-        pass
-
-
-class NoopContext:
-    """The context of requests that are not traced: every span is a ``NoopSpan``."""
-
-    def __init__(self) -> None:
-        self.segment = _NoopSegment()
-        self.create_time = 0
-        self.profile_status = None
-        self.primary_endpoint = None
-
-    def new_entry_span(self, op: str, carrier: Carrier | None = None, inherit: Component | None = None,
-                       **kwargs: Any) -> Span:
-        return NoopSpan(self, _ENTRY)
-
-    def new_exit_span(self, op: str, peer: str | None = None, component: Component | None = None,
-                      inherit: Component | None = None, **kwargs: Any) -> Span:
-        return NoopSpan(self, _EXIT)
-
-    def new_local_span(self, op: str) -> Span:
-        return NoopSpan(self, Kind.Local)
-
-    @property
-    def active_span(self) -> Span | None:
-        span = _active.get()
-        return span if span is not None and span.context is self and not span._done else None
-
-    def put_correlation(self, key: str, value: str | None) -> None:
-        pass
-
-    def get_correlation(self, key: str) -> str | None:
-        return None
-
-    def capture(self) -> Snapshot | None:
-        return None
-
-    def continued(self, snapshot: Snapshot | None) -> None:
-        pass
-
-
-NOOP_CONTEXT = NoopContext()
 
 
 def get_context() -> SpanContext | NoopContext:
@@ -530,3 +461,10 @@ def peek(raise_if_none: bool = False) -> Span | None:
     if span is None and raise_if_none:
         raise IllegalStateError("No active span")
     return span
+
+
+def inside_exit_span() -> bool:
+    """True when an exit span is already active: that span stands for the call being made (a higher-level
+    client or the user's own instrumentation made it and injects the headers), so a client plugin adds nothing."""
+    span = get_context().active_span
+    return span is not None and span.kind is Kind.Exit

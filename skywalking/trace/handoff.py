@@ -19,8 +19,10 @@ from skywalking.trace._record import SlotRecord
 from skywalking.trace.carrier import Carrier
 from skywalking.trace.identity import Identity, is_identity
 from skywalking.trace.ids import ID
+from skywalking.trace.noop import NoopSpan
+from skywalking.trace.propagation import outbound_entry
 from skywalking.trace.segment import InstanceRef
-from skywalking.trace.span import NoopSpan, Span, outbound_entry
+from skywalking.trace.span import Span
 from skywalking.trace.tracer import TRACER
 
 VERSION = 1
@@ -31,15 +33,17 @@ def capture(span: Span) -> tuple[Any, ...] | None:
     """The handoff for a call made inside ``span`` (an exit span of a live segment); ``SKIP`` for a call the
     agent does not trace (a no-op span: the callee then traces nothing either); None when not tracing."""
     ctx = span.context
-    seg = getattr(ctx, "_segment", None)
-    if seg is None or span.sid < 0:
+    seg = ctx.current_segment
+    link = ctx.link() if seg is not None and span.sid >= 0 else None
+    if link is None:
         return SKIP if TRACER.reporter is not None and isinstance(span, NoopSpan) else None
-    first = ctx._first
-    entry, entry_raw, parent_raw = outbound_entry(ctx, seg)
-    trace_id, seg_id = seg.related_traces[0], seg.segment_id
-    corr = ctx._correlation
-    return (VERSION, trace_id.value, trace_id.parts, seg_id.value, seg_id.parts, span.sid, seg.identity, entry,
-            entry_raw, parent_raw, first.op or "", span.peer or "", dict(corr) if corr else None)
+    entry, entry_raw, parent_raw = outbound_entry(link.first_op, link.first_is_entry, link.first_ref,
+                                                  seg.identity)  # type: ignore[union-attr]
+    trace_id, seg_id = link.trace_id, link.segment_id
+    corr = ctx.correlation
+    return (VERSION, trace_id.value, trace_id.parts, seg_id.value, seg_id.parts, span.sid,
+            seg.identity, entry, entry_raw, parent_raw, link.first_op or "", span.peer or "",  # type: ignore[union-attr]
+            dict(corr) if corr else None)
 
 
 class Handoff(SlotRecord):
@@ -126,7 +130,7 @@ class HandoffCarrier(Carrier):
         self._value = value
         self._decoded: Handoff | None = None
 
-    def decode(self) -> Handoff | None:  # type: ignore[override]
+    def decode(self) -> Handoff | None:
         if self._decoded is None and self._value is not None:
             self._decoded = decode(self._value)
             self._value = None

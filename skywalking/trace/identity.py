@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Final
 
 Identity = tuple[str, str, str, tuple[tuple[str, str], ...]]
 
-SERVICE, NAME, UUID, PROPERTIES = 0, 1, 2, 3
+# field indexes; Final so that a type checker knows which field ``identity[UUID]`` is
+SERVICE: Final = 0
+NAME: Final = 1
+UUID: Final = 2
+PROPERTIES: Final = 3
 
 
 def new_identity(service: str, instance: str, properties: Iterable[tuple[str, str]] = ()) -> Identity:

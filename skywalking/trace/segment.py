@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from skywalking.trace._record import SlotRecord
 from skywalking.trace.identity import NO_IDENTITY, Identity
@@ -54,6 +54,16 @@ class SegmentRef(SlotRecord):
         else:
             self.endpoint_id = int(parent_raw)
 
+
+
+class Link(NamedTuple):
+    """What a context continuing a segment (another thread, a later task, an outbound call) needs of it."""
+
+    trace_id: ID
+    segment_id: ID
+    first_op: str | None  # the segment's first span's operation name
+    first_is_entry: bool
+    first_ref: SegmentRef | None  # the first span's first ref (the caller's entry view)
 
 
 class Segment:

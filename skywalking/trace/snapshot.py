@@ -6,7 +6,8 @@ from typing import Any
 
 from skywalking.trace.identity import NAME, SERVICE, Identity
 from skywalking.trace.ids import ID
-from skywalking.trace.segment import InstanceRef, SegmentRef
+from skywalking.trace.propagation import link_entry_view
+from skywalking.trace.segment import InstanceRef, Link, SegmentRef
 
 
 class Snapshot:
@@ -26,11 +27,18 @@ class Snapshot:
         self.entry_endpoint_raw = entry_endpoint_raw
         self.parent_endpoint_raw = parent_endpoint_raw
 
+    @classmethod
+    def of(cls, link: Link, span_id: int, identity: Identity,
+           correlation: dict[str, str] | None = None) -> Snapshot:
+        """A snapshot of span ``span_id`` of the segment ``link`` describes (``identity``: its process)."""
+        return cls(link.segment_id, span_id, link.trace_id, link.first_op, correlation,
+                   *link_entry_view(link, identity))
+
     def is_valid(self) -> bool:
         return self.segment_id is not None and self.span_id > -1 and self.trace_id is not None
 
     def is_from_current(self, context: Any) -> bool:
-        seg = getattr(context, "_segment", None)
+        seg = context.current_segment
         return seg is not None and seg.segment_id == self.segment_id
 
     def to_ref(self, identity: Identity) -> SegmentRef:

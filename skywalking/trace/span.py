@@ -12,28 +12,19 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from binascii import b2a_base64
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from skywalking import Component, Kind, Layer, Log, LogItem, config
 from skywalking.loggings import logger
-from skywalking.trace.carrier import (
-    SW8,
-    Carrier,
-    CarrierItem,
-    HeaderError,
-    OutboundCarrier,
-    encode_correlation,
-    encode_sw8,
-    format_sw6,
-)
+from skywalking.trace.carrier import Carrier, OutboundCarrier
+from skywalking.trace.headers import HeaderError
 from skywalking.trace.tags import Tag
 from skywalking.trace.tracer import TRACER
 
 if TYPE_CHECKING:
     from skywalking.trace.context import SpanContext
-    from skywalking.trace.segment import InstanceRef, Segment, SegmentRef
+    from skywalking.trace.segment import Segment, SegmentRef
 
 # The active span of the current thread / asyncio task. Spans link to the span that was active
 # before them, so pushing and popping allocate nothing.
@@ -49,31 +40,6 @@ _UNKNOWN_COMPONENT = Component.Unknown
 _UNKNOWN_LAYER = Layer.Unknown
 _time_ns = time.time_ns
 _new_carrier = list.__new__
-
-
-def entry_view(first_op: str | None, first_is_entry: bool, first_ref: SegmentRef | None,
-               own: InstanceRef) -> tuple[InstanceRef, str, str]:
-    """(entry instance, entry endpoint, parent endpoint) for sw6, as Java 6.6.0 computes them (spec §3.4),
-    endpoints in compressed form: ``#name``, an id, or ``-1`` (never empty). ``own``: this segment's
-    instance (identity or id), the entry when the trace started here."""
-    parent = "#" + first_op if first_is_entry and first_op else "-1"
-    if first_ref is not None and first_ref.entry_instance:  # continue the caller's entry
-        if first_ref.entry_endpoint_id:
-            return first_ref.entry_instance, str(first_ref.entry_endpoint_id), parent
-        return first_ref.entry_instance, "#" + first_ref.entry_endpoint if first_ref.entry_endpoint else "-1", \
-            parent
-    return own, parent, parent
-
-
-def outbound_entry(ctx: SpanContext, seg: Segment) -> tuple[InstanceRef, str, str]:
-    """``entry_view`` of a live segment, for a context about to leave the process (header or handoff). The
-    parent endpoint it names, when it is our own entry span's name, is registered now: the OAP resolves it
-    when the callee's segment arrives, which may be long before this segment is sent."""
-    first = ctx._first
-    view = entry_view(first.op, first.kind is _ENTRY, first.refs[0] if first.refs else None, seg.identity)
-    if view[2][0] == "#":
-        TRACER.note_endpoint(first.op)  # type: ignore[arg-type]
-    return view
 
 
 def _now_ms() -> int:
@@ -118,11 +84,7 @@ class Span:
             self.start_time = _time_ns() // 1_000_000
             self._prev = _active.get()
             _active.set(self)
-            ctx = self.context
-            if ctx._lock is None:
-                ctx._nspans += 1
-            else:
-                ctx._span_started()
+            self.context.span_started()
         elif self.kind is _ENTRY:
             # re-entered by an inheriting plugin (e.g. Flask inside the generic WSGI span): the inner
             # plugin describes the request from scratch
@@ -142,7 +104,7 @@ class Span:
         """Let ``async_finish()`` (from any thread) end this span after its block has been left."""
         if not self._async and self._depth > 0:
             self._async = True
-            self.context._async_prepared()
+            self.context.span_async_prepared()
         return self
 
     def async_finish(self) -> Span:
@@ -150,7 +112,7 @@ class Span:
         if self._async:
             self._async = False
             self.end_time = _now_ms()
-            self.context._async_finished(self)
+            self.context.span_async_finished(self)
         return self
 
     def finish(self, segment: Segment) -> bool:
@@ -161,7 +123,7 @@ class Span:
 
     __enter__ = start
 
-    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Literal[False]:
         if exc_type is not None and issubclass(exc_type, Exception):
             self.raised()
         self._depth -= 1
@@ -170,24 +132,12 @@ class Span:
         self._done = True
         if _active.get() is self:
             _active.set(self._prev)
-        ctx = self.context
         if self._async:
-            ctx._span_stopped(None)
+            self.context.span_stopped(None)  # async_finish() ends it
             return False
         self.end_time = _time_ns() // 1_000_000
-        if ctx._lock is None:  # the common case, inlined
-            ctx._segment.spans.append(self)
-            n = ctx._nspans = ctx._nspans - 1
-            if n == 0:
-                ctx._archive()
-        else:
-            ctx._span_stopped(self)
+        self.context.span_stopped(self)
         return False
-
-    def _link_target(self) -> tuple[Any, ...] | None:
-        """What a context continuing this span (from another thread or later) links to."""
-        ctx = self.context
-        return ctx._link_info() if hasattr(ctx, "_link_info") else None
 
     @property
     def depth(self) -> int:
@@ -204,9 +154,9 @@ class Span:
             key = tag.key
             for i, t in enumerate(tags):
                 if t.key == key:
-                    tags[i] = tag  # type: ignore[index]
+                    tags[i] = tag
                     return self
-        tags.append(tag)  # type: ignore[union-attr]
+        tags.append(tag)
         return self
 
     def iter_tags(self) -> Any:
@@ -234,7 +184,7 @@ class Span:
 
     def extract(self, carrier: Carrier | None) -> Span:
         if carrier is not None:
-            self.context._extract(self, carrier)
+            self.context.extract(self, carrier)
         return self
 
     def __repr__(self) -> str:
@@ -253,94 +203,21 @@ class ExitSpan(Span):
     def inject(self) -> Carrier:
         """The headers to send with this call (``agent_propagation``); empty if none can be made."""
         ctx = self.context
-        seg = ctx._segment
+        seg = ctx.current_segment
         if seg is None:
             raise IllegalStateError("inject() on a span that is not part of a live segment")
-        trace_id = seg.related_traces[0]
-        seg_id = seg.segment_id
         out = _new_carrier(OutboundCarrier)  # no __init__ frame: nothing to parse
         out._span = self
-        for kind in config.PROPAGATION:
+        for fmt in TRACER.propagation.outbound:
             try:
-                if kind == "sw6":
-                    if trace_id.parts is None or seg_id.parts is None:
-                        continue  # ids made under v8 have no sw6 form
-                    own = seg.identity
-                    entry_instance, entry, parent = outbound_entry(ctx, seg)
-                    # a header needs OAP ids: skipped (and counted) until they are issued
-                    instance_id = TRACER.instance_id if own is TRACER.identity else 0
-                    if instance_id <= 0:
-                        instance_id = TRACER.resolve(own)
-                    if entry_instance is own:
-                        entry_instance = instance_id
-                    elif type(entry_instance) is not int:
-                        entry_instance = TRACER.resolve(entry_instance)
-                    if instance_id <= 0 or entry_instance <= 0:
-                        TRACER.sw6_skipped += 1
-                        continue
-                    trace_b64 = b2a_base64(trace_id.value.encode(), newline=False).decode()
-                    seg_b64 = trace_b64 if seg_id is trace_id else \
-                        b2a_base64(seg_id.value.encode(), newline=False).decode()
-                    out.append(CarrierItem(config.SW6_HEADER, format_sw6(
-                        1, trace_b64, seg_b64, self.sid, instance_id, entry_instance,
-                        "#" + (self.peer or "unknown"), entry, parent)))
-                else:
-                    if ctx._correlation:
-                        out.append(CarrierItem("sw8-correlation", encode_correlation(ctx._correlation)))
-                    first = ctx._first
-                    out.append(CarrierItem("sw8", encode_sw8(SW8(
-                        trace_id, seg_id, self.sid, seg.identity[0], seg.identity[1],
-                        first.op or "unknown", self.peer or "unknown"))))
+                fmt.inject(self, ctx, seg, out)
             except HeaderError as e:
-                logger.debug("no %s header: %s", kind, e)
+                logger.debug("no %s header: %s", fmt.name, e)
         return out
 
 
-class NoopSpan(Span):
-    """Returned when a request is not traced; records nothing, injects nothing."""
-
-    __slots__ = ()
-
-    def __init__(self, context: Any = None, kind: Kind | None = None) -> None:
-        if context is None:
-            from skywalking.trace.context import NOOP_CONTEXT
-            context = NOOP_CONTEXT
-        super().__init__(context, kind=kind)
-
-    def start(self) -> Span:
-        self._depth += 1
-        if self._depth == 1:
-            self._prev = _active.get()
-            _active.set(self)
-        return self
-
-    __enter__ = start
-
-    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool:
-        self._depth -= 1
-        if self._depth <= 0:
-            self._done = True
-            if _active.get() is self:
-                _active.set(self._prev)
-        return False
-
-    def prepare_async(self) -> Span:
-        return self
-
-    def async_finish(self) -> Span:
-        return self
-
-    def tag(self, tag: Tag) -> Span:
-        return self
-
-    def log(self, ex: BaseException) -> Span:
-        return self
-
-    def raised(self) -> Span:
-        return self
-
-    def inject(self) -> Carrier:
-        return OutboundCarrier()
-
-    def extract(self, carrier: Carrier | None) -> Span:
-        return self
+def __getattr__(name: str) -> Any:
+    if name == "NoopSpan":  # moved to skywalking.trace.noop; still importable from here
+        from skywalking.trace.noop import NoopSpan
+        return NoopSpan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

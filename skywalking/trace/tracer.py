@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from skywalking.trace.identity import NO_IDENTITY, Identity
 
 if TYPE_CHECKING:
+    from skywalking.trace.propagation import Propagation
     from skywalking.trace.segment import Segment
 
 
@@ -23,14 +24,15 @@ def no_ids(identity: Identity) -> int:
 
 class Tracer:
     __slots__ = ("calls_over_cap", "identity", "instance", "instance_id", "max_calls", "note_endpoint", "pending",
-                 "reporter", "resolve",
-                 "sample_count", "sample_limit", "sample_window", "service", "spans_over_limit", "sw6_skipped", "v6")
+                 "propagation", "reporter", "resolve", "sample_count", "sample_limit", "sample_window", "service",
+                 "spans_over_limit", "sw6_skipped")
 
     def __init__(self) -> None:
         self.reporter: Callable[[Segment], Any] | None = None  # None = not tracing
         # while not tracing: called when a span is wanted; True if tracing has started (a pre-fork worker)
         self.pending: Callable[[], bool] | None = None
-        self.v6 = True
+        # the header formats and id shape of the protocol in use (skywalking.trace.propagation sets it)
+        self.propagation: Propagation = None  # type: ignore[assignment]
         self.identity: Identity = NO_IDENTITY  # who this process reports as (set_identity may change it)
         self.service = ""  # identity's service and instance name, for the sw8 view
         self.instance = ""

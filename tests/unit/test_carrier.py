@@ -1,4 +1,4 @@
-"""sw6 / sw8 header codecs against the spec's examples (spec/sw6-protocol.md §3.5, §3.7, §4)."""
+"""sw6 / sw8 header codecs against the reference headers (docs/protocol/sw6.md §7.6, §7.9, §9.1)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_e6_no_entry_endpoint_reencodes_byte_for_byte() -> None:
 
 
 def test_e2_empty_endpoints_are_accepted_as_no_endpoint() -> None:
-    # Java accepts this form, then NPEs on the next inject (§3.4); we read "no real endpoint" (-1)
+    # Java accepts this form, then NPEs on the next inject (docs/protocol/sw6.md §7.4); we read "no real endpoint" (-1)
     h = decode_sw6(E2)
     assert (h.entry_endpoint, h.parent_endpoint) == ("-1", "-1")
     assert "--" not in encode_sw6(h)
@@ -105,7 +105,7 @@ def test_lenient_base64_like_java() -> None:
             b64decode(bad)
 
 
-# spec §3.5: every row of the bad-input table; each must give a HeaderError (→ new trace), never raise
+# docs/protocol/sw6.md §7.6: every row of the bad-input table; each must give a HeaderError (→ new trace), never raise
 BAD = {
     "count != 9 (8 fields)": "1-My40LjU=-MS4yLjM=-4-1-1-IzEyNy4wLjAuMTo4MDgw-Iy9wb3J0YWw=",
     "count != 9 (5 fields)": "1-My40LjU=-MS4yLjM=-4-1",
@@ -227,13 +227,14 @@ def test_sw8_round_trip(trace: str, seg: str, span: int, svc: str, inst: str, ep
 @pytest.mark.parametrize("namespace", ["", "prod"])
 def test_inbound_header_names_are_the_inbound_carrier_keys(namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from skywalking import config
+    from skywalking.trace import propagation
     from skywalking.trace.carrier import Carrier, inbound_header_names
 
     monkeypatch.setattr(config, "agent_namespace", namespace)
-    config.finalize()
     try:
+        propagation.install()  # what tracing start does: the header formats are chosen then
         assert sorted(inbound_header_names()) == sorted(item.key for item in Carrier())
         assert (f"{namespace}-sw6" if namespace else "sw6") in inbound_header_names()
     finally:
         monkeypatch.undo()
-        config.finalize()
+        propagation.install()

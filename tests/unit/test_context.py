@@ -167,7 +167,7 @@ def test_v8_mode_string_ids_and_sw8_refs(start_agent: object) -> None:
 
 
 def test_cross_version_keeps_the_trace_id_only(start_agent: object) -> None:
-    # spec §4.4: under v6 an sw8 caller's instance is a name the OAP 6 cannot map: trace id only
+    # docs/protocol/sw6.md §9.5: under v6 an sw8 caller's instance is a name the OAP 6 cannot map: trace id only
     rep = start_agent()  # type: ignore[operator]
     serve(headers={"sw8": "1-My40LjU=-MS4yLjM=-4-c2VydmljZQ==-aW5zdGFuY2U=-L2FwcA==-MTI3LjAuMC4xOjgwODA="})
     seg = rep.segments[0]
