@@ -82,11 +82,12 @@ def tasks(n: int) -> float:
 
 
 def queued_bytes(segments: int = 10_000) -> float:
-    from skywalking.reporter.grpc import GrpcReporter, V8Protocol
+    from skywalking.protocol_v8.session import V8Session
+    from skywalking.reporter.grpc import GrpcReporter
     from skywalking.trace import context
     from skywalking.trace.identity import new_identity
 
-    reporter = GrpcReporter(V8Protocol(), segments, ["127.0.0.1:9"], False)  # threads not started: all stay queued
+    reporter = GrpcReporter(V8Session(), segments, ["127.0.0.1:9"], False)  # threads not started: all stay queued
     agent.stop()
     context.enable(reporter.report, identity=new_identity("bench-scaling", "bench"), protocol="v8")
     for _ in range(100):

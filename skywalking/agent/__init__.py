@@ -18,6 +18,7 @@ from skywalking import config, loggings, plugins
 from skywalking.bootstrap import prefork
 from skywalking.loggings import logger
 from skywalking.reporter import Reporter
+from skywalking.reporter.session import IssuesIds
 from skywalking.trace import context
 from skywalking.trace.identity import Identity, new_identity
 from skywalking.trace.tracer import TRACER
@@ -61,7 +62,6 @@ class SkyWalkingAgent:
     def _start(self, reporter: Reporter | None, may_defer: bool = True) -> None:
         level = "DEBUG" if config.agent_sw_python_cli_debug_enabled else config.agent_logging_level
         loggings.init(level)
-        config.finalize()
         self._report_inactive()
         plugins.install()
         self._hook_fork()
@@ -79,8 +79,9 @@ class SkyWalkingAgent:
             reporter.set_identity(identity, eager)
             reporter.start()
             _enable(reporter, identity)
-            if config.agent_protocol_version == "v6" and eager and config.agent_register_wait > 0 \
-                    and not reporter.wait_ready(config.agent_register_wait):
+            ids = _issued_ids(reporter)
+            if ids is not None and eager and config.agent_register_wait > 0 \
+                    and not ids.wait_ready(config.agent_register_wait):
                 logger.warning("no instance id from the OAP within agent_register_wait=%ss; segments wait for it "
                                "and sw6 headers are skipped until then", config.agent_register_wait)
         atexit.register(self._atexit)
@@ -158,13 +159,13 @@ class SkyWalkingAgent:
                     config.agent_name = service
                 if instance:
                     config.agent_instance_name = instance
-                config.finalize()
                 reporter = self._reporter
                 if self._started_pid != os.getpid() or reporter is None:
                     return
                 identity = _new_identity()
                 reporter.set_identity(identity, _register_eagerly())
-                context.set_identity(identity, reporter.instance_id)
+                ids = _issued_ids(reporter)
+                context.set_identity(identity, ids.instance_id if ids is not None else 0)
             logger.info("reporting as service %r, instance %r", config.SERVICE_NAME, config.agent_instance_name)
         except Exception:
             logger.exception("agent failed to change its identity")
@@ -254,10 +255,18 @@ def _register_eagerly() -> bool:
 
 
 def _enable(reporter: Reporter, identity: Identity) -> None:
-    context.enable(reporter.report, identity=identity, instance_id=reporter.instance_id,
-                   resolve=reporter.resolve, note_endpoint=reporter.note_endpoint,
+    ids = _issued_ids(reporter)
+    context.enable(reporter.report, identity=identity, instance_id=ids.instance_id if ids is not None else 0,
+                   resolve=ids.resolve if ids is not None else None,
+                   note_endpoint=ids.note_endpoint if ids is not None else None,
                    protocol=config.agent_protocol_version,
                    sample_n_per_3_secs=config.sample_n_per_3_secs)
+
+
+def _issued_ids(reporter: Reporter) -> IssuesIds | None:
+    """The reporter's session if its backend issues ids for identities (sw6), else None."""
+    session = reporter.session
+    return session if isinstance(session, IssuesIds) else None
 
 
 def _on_change(reporter: Reporter, identity: Identity, instance_id: int) -> None:

@@ -1,4 +1,4 @@
-"""Registration with OAP 6.6.0 (spec §2.2–2.6, §2.11, §8): ids for identities, on demand.
+"""Registration with OAP 6.6.0 (docs/protocol/sw6.md §5, §6): ids for identities, on demand.
 
     IDLE ──(an identity is wanted)──→ REGISTERING ──→ REGISTERED ──(ServiceMetadataReset)──→ COOLING_DOWN
                                           ↑                                                      │
@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from skywalking.loggings import logger
 from skywalking.protocol_v6.encode import Ids
@@ -44,6 +45,9 @@ from skywalking.protocol_v6.gen.register.Register_pb2 import (
 )
 from skywalking.trace.identity import PROPERTIES, SERVICE, UUID, Identity
 
+if TYPE_CHECKING:
+    import grpc
+
 REGISTER_POLL_FIRST = 0.1  # seconds before the first poll of a new id; doubles up to REGISTER_POLL
 REGISTER_POLL = 0.5  # seconds between polls while an id is pending (Java: 3 s; faster start for Ray workers)
 MAX_PENDING_NAMES = 10_000  # names waiting for an id; beyond, they are sent as strings only
@@ -63,11 +67,11 @@ class State(Enum):
 
 
 class Client:
-    """The v6 register/ping calls over a gRPC channel (paths without a package, spec §1.1)."""
+    """The v6 register/ping calls over a gRPC channel (paths without a package, docs/protocol/sw6.md §2.1)."""
 
-    def __init__(self, channel: object, timeout: float, metadata: tuple[tuple[str, str], ...]) -> None:
-        def unary(path: str, request: type, response: type) -> Callable[[object], object]:
-            call = channel.unary_unary(path, request_serializer=request.SerializeToString,  # type: ignore[attr-defined]
+    def __init__(self, channel: grpc.Channel, timeout: float, metadata: tuple[tuple[str, str], ...]) -> None:
+        def unary(path: str, request: Any, response: Any) -> Callable[[Any], Any]:  # message classes
+            call = channel.unary_unary(path, request_serializer=request.SerializeToString,
                                        response_deserializer=response.FromString)
             return lambda msg: call(msg, timeout=timeout, metadata=metadata)
 
@@ -80,7 +84,8 @@ class Client:
 
 
 def instance_properties(extra: dict[str, str]) -> list[tuple[str, str]]:
-    """Java's order (spec §2.3): os_name, host_name, one ipv4 per address, process_no, language, then extra."""
+    """Java's order (docs/protocol/sw6.md §5.3): os_name, host_name, one ipv4 per address, process_no, language,
+    then extra."""
     props = [("os_name", platform.system() or "unknown"), ("host_name", socket.gethostname() or "unknown")]
     props += [("ipv4", ip) for ip in _ipv4s()]
     props += [("process_no", str(os.getpid())), ("language", "python")]
@@ -93,7 +98,7 @@ def _ipv4s() -> list[str]:
         infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
     except OSError:
         return []
-    return sorted({info[4][0] for info in infos if not info[4][0].startswith("127.")})
+    return sorted({str(info[4][0]) for info in infos if not str(info[4][0]).startswith("127.")})
 
 
 class Registry:

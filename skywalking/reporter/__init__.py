@@ -11,27 +11,16 @@ if TYPE_CHECKING:
 
 class Reporter:
     """Interface: ``report`` is called once per finished segment, on the application's thread, and
-    must be quick and never raise. ``instance_id`` is the backend's id of this process's identity
-    (sw6; 0 until known), ``resolve`` the id of any identity (0 until known; a reporter that registers
-    with an OAP asks for it)."""
+    must be quick and never raise. ``session`` is the protocol session, if any: protocol-specific capabilities
+    (e.g. ``skywalking.reporter.session.IssuesIds``) are looked for there, not here."""
 
-    instance_id: int = 0
+    session: Any = None
 
     def start(self) -> None:
         """Begin delivering (threads, connections)."""
 
     def set_identity(self, identity: Identity, eager: bool) -> None:
         """The process reports as ``identity``; ``eager``: register it now rather than on first use."""
-
-    def resolve(self, identity: Identity) -> int:
-        return 0
-
-    def note_endpoint(self, name: str) -> None:
-        """An entry-span name of this process that a propagated context names (sw6: register it early)."""
-
-    def wait_ready(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the instance id; True if it is known."""
-        return self.instance_id > 0
 
     def report(self, segment: Segment) -> bool:
         """Accept a segment; False if it was dropped."""

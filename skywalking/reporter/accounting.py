@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import itertools
 import threading
+from enum import Enum
 from typing import Any
 
 from skywalking.loggings import logger
 
 DROP_SUMMARY = 30.0  # seconds between the drop summary lines (the first drop is logged at once)
+
+
+class Drop(Enum):
+    """Why segments were dropped; the value is what ``stats()["dropped"]`` and the log lines say."""
+
+    QUEUE_FULL = "queue full"
+    QUEUE_FULL_UNREACHABLE = "queue full while the backend is unreachable"
+    HELD_FULL = "instance not registered with the OAP and the buffer is full"
+    NOT_ACCEPTED = "not accepted by the backend"
+    ENCODE_FAILED = "encoding failed"
+    INTERPRETER_EXITING = "interpreter exiting: cannot open a stream"
+    STOPPED = "not sent before stop"
+    STOPPED_UNANSWERED = "not sent before stop: the backend did not answer"
+    STOPPED_UNREGISTERED = "not sent before stop: instance not registered with the OAP"
 
 
 class Counter:
@@ -42,18 +57,18 @@ class Accounts:
         self.created = Counter()
         self.delivered = 0  # the sender thread's
         self.kept = 0  # left in a spool for the next agent on the node at stop
-        self.dropped: dict[str, int] = {}
+        self.dropped: dict[Drop, int] = {}
         self._lock = threading.Lock()
-        self._logged: dict[str, int] = {}  # dropped, as of the last line
+        self._logged: dict[Drop, int] = {}  # dropped, as of the last line
         self._first_logged = False
 
-    def drop(self, n: int, why: str) -> None:
+    def drop(self, n: int, why: Drop) -> None:
         with self._lock:
             self.dropped[why] = self.dropped.get(why, 0) + n
             first = not self._first_logged
             self._first_logged = True
         if first:
-            logger.warning("dropped %d segment(s): %s (further drops are summed up every %.0f s)", n, why,
+            logger.warning("dropped %d segment(s): %s (further drops are summed up every %.0f s)", n, why.value,
                            DROP_SUMMARY)
             with self._lock:
                 self._logged = dict(self.dropped)
@@ -71,12 +86,16 @@ class Accounts:
             self._logged = dict(self.dropped)
             total = sum(self.dropped.values())
         if since:
+            reasons = ", ".join(f"{why.value}: {n}" for why, n in since.items())
             logger.warning("dropped %d segment(s) since the last report (%s); in all %d created, %d delivered, "
-                           "%d dropped", sum(since.values()), ", ".join(f"{why}: {n}" for why, n in since.items()),
-                           self.created.value, self.delivered, total)
+                           "%d dropped", sum(since.values()), reasons, self.created.value, self.delivered, total)
+
+    def by_reason(self) -> dict[str, int]:
+        """Drops so far, keyed by each reason's text."""
+        with self._lock:
+            return {why.value: n for why, n in self.dropped.items()}
 
     def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            dropped = dict(self.dropped)
+        dropped = self.by_reason()
         return {"created": self.created.value, "delivered": self.delivered, "dropped": dropped,
                 "dropped_total": sum(dropped.values()), "kept": self.kept}

@@ -2,14 +2,14 @@
 
 * ``report()`` (the application's thread) appends to a bounded deque: no lock, no I/O. When the
   queue is full the segment is dropped and counted (``accounting``: every segment is delivered or counted).
-* The sender thread takes batches, encodes them with the protocol's pure function and sends each
+* The sender thread takes batches, encodes them with the session's encoder and sends each
   batch on one client-streaming ``collect`` call with a deadline, over an HTTP/2 connection of its own
   (``h2stream``: a batch is a few DATA frames, not one hand-off per segment; grpcio's API is the fallback).
   A new connection is checked (a ping) before segments go over it. A failed batch goes back to the
   front of the queue (still bounded), the channel fails over to the next backend, and the sender
   retries (within a second when the backend is unreachable, else with a capped exponential backoff).
-* The manager thread runs the protocol's control loop: v6 registration and ping (the registry), v3
-  instance properties and keep-alive.
+* The manager thread runs the protocol session's control loop (``reporter.session``; v6: registration and ping,
+  ``skywalking.protocol_v6.session``; v8: instance properties and keep-alive, ``skywalking.protocol_v8.session``).
 * v6 segments name processes by identity; a segment whose identities have no OAP ids yet is held (bounded
   by the same buffer size, overflow counted) and encoded again once the registry has published them.
 * With a spool attached (``attach_spool``; Ray workers), ``report()`` also writes the segment ahead to a
@@ -21,10 +21,8 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import random
-import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -33,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from skywalking import __version__, config
+from skywalking import config
 from skywalking.loggings import RateLimitedLog, logger
 from skywalking.reporter import Reporter
-from skywalking.reporter.accounting import DROP_SUMMARY, Accounts
+from skywalking.reporter.accounting import DROP_SUMMARY, Accounts, Drop
+from skywalking.reporter.session import UNARY_TIMEOUT, Session, metadata
 from skywalking.trace.context import suppress_tracing
 from skywalking.trace.identity import Identity, Unresolved
 
@@ -45,11 +44,7 @@ if TYPE_CHECKING:
     from skywalking.reporter.spool import Spool
     from skywalking.trace.segment import Segment
 
-# (path, serialized request, response type, accept(response) -> bool): see Protocol.check
-Check = tuple[str, bytes, Any, Callable[[Any], bool]]
-
 BATCH = 2000  # segments per collect stream (fewer streams: ~25 % more throughput than 500)
-UNARY_TIMEOUT = 10.0  # seconds, every register / ping / keep-alive call
 STREAM_TIMEOUT = 30.0  # seconds, one collect stream (Java: GRPC_UPSTREAM_TIMEOUT)
 BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
 PROBE_CAP = 1.0  # seconds between the manager's calls while the backend fails: it notices the backend's return
@@ -63,6 +58,12 @@ FILL = BATCH  # ... or until a full batch waits: each call's fixed cost (HTTP/2 
 LIMITS_CHECK = 30.0  # seconds between looks at the span-limit counters (logged when they grew)
 SPOOL_SCAN = 5.0  # seconds between looks for spools left by dead processes
 HELD_POLL = 0.05  # seconds between looks at the registry while stopping with segments waiting for ids
+
+
+def interpreter_exiting() -> bool:
+    """Whether the interpreter began to exit: ``threading._shutdown`` ran (non-daemon threads joined, new threads
+    may be refused) or finalization started."""
+    return bool(getattr(threading, "_SHUTTING_DOWN", False)) or sys.is_finalizing()
 
 
 class Backoff:
@@ -123,187 +124,6 @@ class Forgotten(Exception):
     """The backend answered the connection check with a reset: the batch names ids it no longer knows."""
 
 
-class Protocol:
-    """What differs between v6 and v8: the control loop, the encoder, the collect path."""
-
-    collect_path = ""
-    response: Any = None
-
-    def manage(self, channel: grpc.Channel, generation: int) -> float:
-        """One control step; returns seconds until the next. gRPC errors propagate."""
-        raise NotImplementedError
-
-    def encode(self, segment: Segment) -> bytes:
-        """Serialized stream message; raises ValueError for a segment the backend would drop."""
-        raise NotImplementedError
-
-    def sent(self, segments: list[Segment]) -> None:
-        """Called after a batch went out."""
-
-    def check(self) -> Check | None:
-        """A call that tells whether the backend still knows the ids segments name, sent on a new connection
-        before segments; None when ids cannot go stale."""
-        return None
-
-    def set_own(self, identity: Identity, want: bool) -> None:
-        """The process reports as ``identity``; with ``want`` its ids are asked for now."""
-
-    def demand(self) -> None:
-        """The process has something to report: ask for its own ids if not done yet."""
-
-    def want(self, identities: list[Identity]) -> None:
-        """Ask for the ids of identities a segment names (``Unresolved``)."""
-
-    def lookup(self, identity: Identity) -> int:
-        """The backend's instance id of ``identity`` (0 if none yet; asked for)."""
-        return 0
-
-    def note_endpoint(self, name: str) -> None:
-        """An entry-span name of this process that a propagated context names."""
-
-    @property
-    def ids_version(self) -> int:
-        """Changes whenever new ids arrive (held segments are tried again)."""
-        return 0
-
-    def registering(self) -> bool:
-        """Whether ids are being asked for (worth waiting for at stop)."""
-        return False
-
-    @property
-    def instance_id(self) -> int:
-        return 0
-
-    def stats(self) -> dict[str, Any]:
-        return {}
-
-
-def metadata() -> tuple[tuple[str, str], ...]:
-    md = [("agent-version", f"company-skywalking/{__version__}")]
-    if config.agent_authentication:
-        md.append(("authentication", config.agent_authentication))
-    return tuple(md)
-
-
-class V6Protocol(Protocol):
-    """OAP 6.6.0: registration state machine, ping, ``/TraceSegmentReportService/collect``."""
-
-    collect_path = "/TraceSegmentReportService/collect"
-
-    def __init__(self, on_change: Callable[[Identity, int], None], on_reset: Callable[[], None],
-                 wake: Callable[[], None]) -> None:
-        from skywalking.protocol_v6 import encode, registry
-        from skywalking.protocol_v6.gen.common.common_pb2 import Commands
-
-        self._encode = encode
-        self.response = Commands
-        self.registry = registry.Registry(heartbeat=config.HEARTBEAT_PERIOD, cool_down=config.agent_reset_cool_down,
-                                          on_change=on_change, on_reset=on_reset, wake=wake)
-        self._client_factory = registry.Client
-        self._registering = registry.State.REGISTERING
-        self._client: tuple[int, Any] = (0, None)
-        self._demanded = False
-
-    def manage(self, channel: grpc.Channel, generation: int) -> float:
-        if self._client[0] != generation:
-            self._client = (generation, self._client_factory(channel, UNARY_TIMEOUT, metadata()))
-        return self.registry.tick(self._client[1])
-
-    def encode(self, segment: Segment) -> bytes:
-        return self._encode.encode(segment, self.registry.ids())
-
-    def sent(self, segments: list[Segment]) -> None:
-        self.registry.note_names(*self._encode.names_to_register(segments))
-
-    def check(self) -> Check | None:
-        ping = self.registry.ping_message()
-        return None if ping is None else ("/ServiceInstancePing/doPing", ping, self.response,
-                                          self.registry.still_known)
-
-    def set_own(self, identity: Identity, want: bool) -> None:
-        self._demanded = want
-        self.registry.set_own(identity, want)
-
-    def demand(self) -> None:
-        if not self._demanded:
-            self._demanded = True
-            own = self.registry.own
-            if own is not None:
-                self.registry.want((own,))
-
-    def want(self, identities: list[Identity]) -> None:
-        self.registry.want(identities)
-
-    def note_endpoint(self, name: str) -> None:
-        self.registry.note_endpoint(name)
-
-    def lookup(self, identity: Identity) -> int:
-        if identity is self.registry.own:
-            self.demand()
-        return self.registry.lookup(identity)
-
-    @property
-    def ids_version(self) -> int:
-        return self.registry.version
-
-    def registering(self) -> bool:
-        return self.registry.state is self._registering
-
-    @property
-    def instance_id(self) -> int:
-        return self.registry.instance_id
-
-    def stats(self) -> dict[str, Any]:
-        r = self.registry
-        return {"state": r.state.value, "resets": r.resets, "service_id": r.service_id}
-
-
-class V8Protocol(Protocol):
-    """OAP 8+: instance properties and keep-alive, ``/skywalking.v3.TraceSegmentReportService/collect``."""
-
-    collect_path = "/skywalking.v3.TraceSegmentReportService/collect"
-
-    def __init__(self) -> None:
-        from skywalking.protocol_v8 import encode
-        from skywalking.protocol_v8.gen.common.Common_pb2 import Commands, KeyStringValuePair
-        from skywalking.protocol_v8.gen.management.Management_pb2 import InstancePingPkg, InstanceProperties
-
-        self._encode = encode
-        self.response = Commands
-        self._ping = InstancePingPkg(service=config.SERVICE_NAME, serviceInstance=config.agent_instance_name)
-        props = {"language": "python", "OS Name": platform.system(), "hostname": socket.gethostname(),
-                 "Process No.": str(os.getpid()), "python_implementation": platform.python_implementation(),
-                 "python_version": platform.python_version(), **config.instance_properties()}
-        if config.agent_namespace:
-            props["namespace"] = config.agent_namespace
-        self._props = InstanceProperties(service=config.SERVICE_NAME, serviceInstance=config.agent_instance_name,
-                                         properties=[KeyStringValuePair(key=k, value=v) for k, v in props.items()])
-        self._beats = 0
-        self._calls: tuple[int, Any, Any] = (0, None, None)
-        self._types = (InstanceProperties, InstancePingPkg)
-
-    def manage(self, channel: grpc.Channel, generation: int) -> float:
-        if self._calls[0] != generation:
-            props_t, ping_t = self._types
-            path = "/skywalking.v3.ManagementService/"
-            self._calls = (generation,
-                           channel.unary_unary(path + "reportInstanceProperties",
-                                               request_serializer=props_t.SerializeToString,
-                                               response_deserializer=self.response.FromString),
-                           channel.unary_unary(path + "keepAlive", request_serializer=ping_t.SerializeToString,
-                                               response_deserializer=self.response.FromString))
-            self._beats = 0  # a new backend hears the properties first
-        _, report_properties, keep_alive = self._calls
-        if self._beats % max(1, config.agent_collector_properties_report_period_factor) == 0:
-            report_properties(self._props, timeout=UNARY_TIMEOUT, metadata=metadata())
-        keep_alive(self._ping, timeout=UNARY_TIMEOUT, metadata=metadata())
-        self._beats += 1
-        return config.HEARTBEAT_PERIOD
-
-    def encode(self, segment: Segment) -> bytes:
-        return self._encode.encode(segment, segment.identity[0], segment.identity[1]).SerializeToString()
-
-
 def _passthrough(data: bytes) -> bytes:
     return data
 
@@ -311,8 +131,8 @@ def _passthrough(data: bytes) -> bytes:
 class GrpcReporter(Reporter):
     """See the module docstring."""
 
-    def __init__(self, protocol: Protocol, max_queue: int, backends: list[str], tls: bool) -> None:
-        self.protocol = protocol
+    def __init__(self, session: Session, max_queue: int, backends: list[str], tls: bool) -> None:
+        self.session: Session = session
         self.max_queue = max(1, max_queue)
         self.conn = Connection(backends, tls)
         self._h2: H2Channel | None = None  # the collect connection (None: h2 unusable here, the gRPC API sends)
@@ -331,7 +151,6 @@ class GrpcReporter(Reporter):
         self._stopping = threading.Event()
         self._stop_deadline = 0.0
         self._threads: list[threading.Thread] = []
-        self.ready = threading.Event()
         self.accounts = Accounts()
         self.failures = 0
         self.last_error = ""  # the last failed call: status code and gRPC's details
@@ -343,10 +162,7 @@ class GrpcReporter(Reporter):
         self._limit_log = RateLimitedLog(60.0)
         self._limits_logged = (0, 0)
         self._error_log = RateLimitedLog(30.0)
-
-    @property
-    def instance_id(self) -> int:  # type: ignore[override]
-        return self.protocol.instance_id
+        self._reject_log = RateLimitedLog(30.0)
 
     # -- application side -----------------------------------------------------------------------
 
@@ -356,18 +172,18 @@ class GrpcReporter(Reporter):
 
     @property
     def dropped(self) -> dict[str, int]:
-        return dict(self.accounts.dropped)
+        return self.accounts.by_reason()
 
     def report(self, segment: Segment) -> bool:
         self.accounts.created.incr()
         if not self._demanded:
             self._demanded = True
-            self.protocol.demand()
+            self.session.demand()
         if self._write_ahead:
             segment.spool_seq = self.spool.append(segment)  # type: ignore[union-attr]
         queue = self._queue
         if len(queue) >= self.max_queue:
-            self._drop(1, "queue full", (segment,))
+            self._drop(1, Drop.QUEUE_FULL, (segment,))
             return False
         queue.append(segment)
         if not self._wake.is_set():
@@ -376,7 +192,7 @@ class GrpcReporter(Reporter):
             self._hurry.set()
         return True
 
-    def _drop(self, n: int, why: str, segments: Any = ()) -> None:
+    def _drop(self, n: int, why: Drop, segments: Any = ()) -> None:
         if self.spool is not None and segments:
             self.spool.done([s.spool_seq for s in segments])
         self.accounts.drop(n, why)
@@ -389,21 +205,14 @@ class GrpcReporter(Reporter):
         return {**books, "queued": len(self._queue), "held": len(self._held), "sent": books["delivered"],
                 "spooled": spool.pending() if spool else 0, "recovered": spool.recovered if spool else 0,
                 "failures": self.failures, "last_error": self.last_error, "backend": self.conn.target,
-                "instance_id": self.instance_id,
                 "sw6_headers_skipped": TRACER.sw6_skipped, "spans_over_limit": TRACER.spans_over_limit,
-                "calls_over_cap": TRACER.calls_over_cap, **self.protocol.stats()}
+                "calls_over_cap": TRACER.calls_over_cap, **self.session.stats()}
 
     # -- identities ---------------------------------------------------------------------------------
 
     def set_identity(self, identity: Identity, eager: bool) -> None:
         self._demanded = eager
-        self.protocol.set_own(identity, eager)
-
-    def resolve(self, identity: Identity) -> int:
-        return self.protocol.lookup(identity)
-
-    def note_endpoint(self, name: str) -> None:
-        self.protocol.note_endpoint(name)
+        self.session.set_own(identity, eager)
 
     def wake_manager(self) -> None:
         self._manage_wake.set()
@@ -423,9 +232,6 @@ class GrpcReporter(Reporter):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
-
-    def wait_ready(self, timeout: float) -> bool:
-        return self.ready.wait(timeout) if timeout > 0 else self.ready.is_set()
 
     def stop(self, timeout: float = 5.0) -> None:
         try:
@@ -453,15 +259,15 @@ class GrpcReporter(Reporter):
                 if stuck:
                     logger.warning("%d segment(s) not sent before stop: the backend %s had not answered the call "
                                    "carrying them within %.0f s%s", len(stuck), self.conn.target, timeout, why)
-                    self._drop(len(stuck), "not sent before stop: the backend did not answer")
+                    self._drop(len(stuck), Drop.STOPPED_UNANSWERED)
                 if self._queue:
                     logger.warning("%d segment(s) not sent before stop: the backend %s did not take them within "
                                    "%.0f s%s", len(self._queue), self.conn.target, timeout, why)
-                    self._drop(len(self._queue), "not sent before stop")
+                    self._drop(len(self._queue), Drop.STOPPED)
                 if self._held:
                     logger.warning("%d segment(s) not sent before stop: the OAP at %s issued no id for the instance "
                                    "they name within %.0f s%s", len(self._held), self.conn.target, timeout, why)
-                    self._drop(len(self._held), "not sent before stop: instance not registered with the OAP")
+                    self._drop(len(self._held), Drop.STOPPED_UNREGISTERED)
             self._queue.clear()
             self._held.clear()
             self.accounts.summary()
@@ -482,7 +288,7 @@ class GrpcReporter(Reporter):
                     self.accounts.summary()
                 channel, generation = self.conn.channel()
                 try:
-                    delay = self.protocol.manage(channel, generation)
+                    delay = self.session.manage(channel, generation)
                     delay = min(delay, LIMITS_CHECK, max(0.0, self._next_summary - time.monotonic()))
                     if self.spool is not None:
                         delay = min(delay, max(0.0, self._next_scan - time.monotonic()))
@@ -518,7 +324,7 @@ class GrpcReporter(Reporter):
 
     def _awaiting_ids(self) -> bool:
         """Stopping with segments that wait for ids: registration goes on until the stop deadline."""
-        return bool(self._held or self._queue) and self.protocol.registering() \
+        return bool(self._held or self._queue) and self.session.registering() \
             and time.monotonic() < self._stop_deadline
 
     def _send_loop(self) -> None:
@@ -558,11 +364,11 @@ class GrpcReporter(Reporter):
                     if self._abandoned:  # stop() gave up waiting and counted this batch
                         return
                     self._inflight = []
-                except RuntimeError as e:
-                    if "shutdown" not in str(e):
+                except RuntimeError:
+                    if not interpreter_exiting():
                         raise
                     # CPython 3.12.0/3.12.1 refuse new threads once exit began; grpc needs one per stream
-                    self._drop(len(batch) + len(self._queue), "interpreter exiting: cannot open a stream",
+                    self._drop(len(batch) + len(self._queue), Drop.INTERPRETER_EXITING,
                                [*batch, *self._queue] if self.spool is None else ())  # a spool keeps them
                     self._queue.clear()
                     return
@@ -594,7 +400,7 @@ class GrpcReporter(Reporter):
 
     def _release_held(self) -> None:
         """Segments that waited for ids go back to the front of the queue once new ids arrived."""
-        version = self.protocol.ids_version
+        version = self.session.ids_version
         if version != self._held_version:
             self._held_version = version
             if self._held:
@@ -604,7 +410,7 @@ class GrpcReporter(Reporter):
     def _hold(self, segment: Segment) -> None:
         self._held.append(segment)
         if len(self._held) > self.max_queue:
-            self._drop(1, "instance not registered with the OAP and the buffer is full", (self._held.popleft(),))
+            self._drop(1, Drop.HELD_FULL, (self._held.popleft(),))
 
     def _send(self, batch: list[Segment], timeout: float) -> bool | None:
         """Encode and send ``batch``; on return it holds only the segments that were encoded (the ones to
@@ -613,16 +419,17 @@ class GrpcReporter(Reporter):
         sent_batch = []
         for segment in batch:
             try:
-                messages.append(self.protocol.encode(segment))
+                messages.append(self.session.encode(segment))
                 sent_batch.append(segment)
             except Unresolved as e:
-                self.protocol.want(e.identities)
+                self.session.want(e.identities)
                 self._hold(segment)
             except ValueError as e:
-                self._drop(1, f"not accepted by the backend ({e})", (segment,))
+                self._reject_log.log(time.monotonic(), "a segment the backend would not accept is not sent: %s", e)
+                self._drop(1, Drop.NOT_ACCEPTED, (segment,))
             except Exception:
                 logger.exception("failed to encode a segment")
-                self._drop(1, "encoding failed", (segment,))
+                self._drop(1, Drop.ENCODE_FAILED, (segment,))
         batch[:] = sent_batch
         if not messages:
             return True
@@ -639,8 +446,8 @@ class GrpcReporter(Reporter):
                                    exc_info=True)
             if not self._h2_ok:
                 self._check_sync(channel, generation, timeout)
-                collect = channel.stream_unary(self.protocol.collect_path, request_serializer=_passthrough,
-                                               response_deserializer=self.protocol.response.FromString)
+                collect = channel.stream_unary(self.session.collect_path, request_serializer=_passthrough,
+                                               response_deserializer=self.session.response.FromString)
                 collect(iter(messages), timeout=timeout, metadata=metadata())
         except Forgotten:
             return None
@@ -650,7 +457,7 @@ class GrpcReporter(Reporter):
         if self._abandoned:
             return True
         self.accounts.delivered += len(messages)
-        self.protocol.sent(sent_batch)
+        self.session.sent(sent_batch)
         if self.spool is not None:
             self.spool.done([s.spool_seq for s in sent_batch])
         return True
@@ -667,19 +474,19 @@ class GrpcReporter(Reporter):
                 h2c.close()
             h2c = self._h2 = H2Channel(self.conn.target, self.conn.tls)
         if h2c.open(min(timeout, UNARY_TIMEOUT)):
-            check = self.protocol.check()
+            check = self.session.check()
             if check is not None:
                 path, request, response_type, accept = check
                 answer = h2c.call(path, [request], min(timeout, UNARY_TIMEOUT), metadata())
                 if not accept(response_type.FromString(answer)):
                     raise Forgotten()
-        h2c.call(self.protocol.collect_path, messages, timeout, metadata())
+        h2c.call(self.session.collect_path, messages, timeout, metadata())
 
     def _check_sync(self, channel: grpc.Channel, generation: int, timeout: float) -> None:
         """The sync fallback's connection check: once per channel (a failure makes a new one)."""
         if self._sync_checked == generation:
             return
-        check = self.protocol.check()
+        check = self.session.check()
         if check is not None:
             path, request, response_type, accept = check
             answer = channel.unary_unary(path, request_serializer=_passthrough,
@@ -693,7 +500,7 @@ class GrpcReporter(Reporter):
         self._queue.extendleft(reversed(batch))
         excess = len(self._queue) - self.max_queue
         if excess > 0:
-            self._drop(excess, "queue full while the backend is unreachable",
+            self._drop(excess, Drop.QUEUE_FULL_UNREACHABLE,
                        [self._queue.popleft() for _ in range(excess)])
 
     def _failed(self, generation: int, error: grpc.RpcError) -> bool:
@@ -711,28 +518,30 @@ class GrpcReporter(Reporter):
 
 def create(on_change: Callable[[Reporter, Identity, int], None],
            on_reset: Callable[[Reporter], None]) -> GrpcReporter:
-    """The reporter for the configured protocol version."""
+    """The reporter for the configured protocol version, with that version's session (the only place the
+    reporter names a protocol module). ``on_change``/``on_reset``: v6 ids issued / forgotten."""
     backends = [b.strip() for b in config.agent_collector_backend_services.split(",") if b.strip()]
     holder: list[GrpcReporter] = []
 
     def changed(identity: Identity, instance_id: int) -> None:
-        reporter = holder[0]
-        if identity is reporter.protocol.registry.own:
-            reporter.ready.set()
-        reporter._wake.set()  # held segments may now be encoded
-        on_change(reporter, identity, instance_id)
+        holder[0]._wake.set()  # held segments may now be encoded
+        on_change(holder[0], identity, instance_id)
 
     def reset() -> None:
-        holder[0].ready.clear()
         on_reset(holder[0])
 
     def wake() -> None:
         holder[0].wake_manager()
 
-    protocol: Protocol = V6Protocol(changed, reset, wake) if config.agent_protocol_version == "v6" \
-        else V8Protocol()
-    reporter = GrpcReporter(protocol, config.agent_trace_reporter_max_buffer_size, backends, config.agent_force_tls)
+    session: Session
+    if config.agent_protocol_version == "v6":
+        from skywalking.protocol_v6.session import V6Session
+
+        session = V6Session(changed, reset, wake)
+    else:
+        from skywalking.protocol_v8.session import V8Session
+
+        session = V8Session()
+    reporter = GrpcReporter(session, config.agent_trace_reporter_max_buffer_size, backends, config.agent_force_tls)
     holder.append(reporter)
-    if config.agent_protocol_version == "v8":
-        reporter.ready.set()
     return reporter

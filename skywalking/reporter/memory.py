@@ -15,22 +15,36 @@ if TYPE_CHECKING:
     from skywalking.trace.span import Span
 
 
+class FixedIds:
+    """A session that issued ``instance_id`` to the reporter's own identity and no id to any other (``IssuesIds``)."""
+
+    def __init__(self, instance_id: int) -> None:
+        self.instance_id = instance_id
+        self.own: Identity | None = None
+
+    def resolve(self, identity: Identity) -> int:
+        return self.instance_id if identity is self.own else 0
+
+    def note_endpoint(self, name: str) -> None:
+        pass
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self.instance_id > 0
+
+
 class MemoryReporter(Reporter):
-    """``segments`` holds the newest ``maxlen`` segments (all of them if None); ``count`` is the total."""
+    """``segments`` holds the newest ``maxlen`` segments (all of them if None); ``count`` is the total. Its session
+    hands out ``instance_id`` (what a fresh OAP 6.6.0 hands out first: id 1 is "User") for its own identity."""
 
     def __init__(self, maxlen: int | None = None, instance_id: int = 2) -> None:
         self.segments: deque[Segment] = deque(maxlen=maxlen)
         self.count = 0
-        self.instance_id = instance_id  # what a fresh OAP 6.6.0 hands out first (id 1 is "User")
+        self.session = FixedIds(instance_id)
         self.identity: Identity | None = None
         self._counter = itertools.count(1)
 
     def set_identity(self, identity: Identity, eager: bool) -> None:
-        self.identity = identity
-
-    def resolve(self, identity: Identity) -> int:
-        """Its own identity has ``instance_id``; no other has an id."""
-        return self.instance_id if identity is self.identity else 0
+        self.identity = self.session.own = identity
 
     def report(self, segment: Segment) -> bool:
         self.segments.append(segment)  # deque.append and next() are atomic: no lock on the hot path

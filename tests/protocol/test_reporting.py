@@ -43,7 +43,8 @@ def test_two_processes_linked_by_sw6(spawn: Callable[..., Any]) -> None:
     assert ref["refType"] == "CrossProcess"
     assert (ref["parentTraceSegmentId"], ref["parentSpanId"]) == (seg_a["segmentId"], exit_a["spanId"])
     assert ref["parentServiceInstance"] == seg_a["serviceInstance"]
-    assert ref["networkAddress"] == exit_a["peer"] == b_address  # the caller's peer, verbatim (§2.6)
+    # the caller's peer, verbatim (docs/protocol/sw6.md §5.5)
+    assert ref["networkAddress"] == exit_a["peer"] == b_address
     assert (ref["entryEndpoint"], ref["parentEndpoint"]) == ("/call", "/call")
     assert seg_a["traceId"] == seg_b["traceId"] == resp["trace_id"] and len(seg_a["traceId"].split(".")) == 3
     inventory = collector.api("/api/inventory")
@@ -216,6 +217,7 @@ def test_segments_go_out_over_h2_with_the_grpc_api_as_fallback(spawn: Callable[.
     """Segments go out over the reporter's own HTTP/2 connection; any failure there other than an RPC error switches
     the reporter to grpcio's API for good, and the batch is still delivered."""
     from skywalking import config
+    from skywalking.protocol_v8.session import V8Session
     from skywalking.reporter import grpc as reporter_grpc
     from skywalking.trace.context import disable, enable, get_context, suppress_tracing
     from skywalking.trace.identity import new_identity
@@ -236,7 +238,7 @@ def test_segments_go_out_over_h2_with_the_grpc_api_as_fallback(spawn: Callable[.
 
     if h2_fails:
         monkeypatch.setattr(reporter_grpc.GrpcReporter, "_send_h2", unusable)
-    reporter = reporter_grpc.GrpcReporter(reporter_grpc.V8Protocol(), 100, [collector.grpc], False)
+    reporter = reporter_grpc.GrpcReporter(V8Session(), 100, [collector.grpc], False)
     reporter.start()
     enable(reporter.report, identity=new_identity("svc-fallback", "svc-fallback-1"), protocol="v8")
     try:

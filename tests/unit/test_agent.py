@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -183,3 +186,121 @@ def test_ray_workers_name_inactive_options_at_debug_only() -> None:
     assert "[DEBUG] inactive options (OAP 6.6.0 has no receiver for them): agent_log_reporter_active" in loud.stderr
     assert "did you mean 'SW_AGENT_NAMESPACE'?" in loud.stderr
 
+
+
+# -- the reporter's protocol sessions and drop reasons ----------------------------------------------------------
+
+
+def _failing_session(error: Exception) -> Any:
+    from skywalking.reporter.session import Session
+
+    class Failing(Session):
+        def manage(self, channel: Any, generation: int) -> float:
+            return 60.0
+
+        def encode(self, segment: Any) -> bytes:
+            raise error
+
+    return Failing()
+
+
+def test_v6_notions_are_the_sessions_not_the_generic_reporters() -> None:
+    """``Reporter`` and ``GrpcReporter`` know nothing of sw6 ids; the v6 session issues them, the v8 one does not;
+    reporter modules import a protocol module only in ``create``."""
+    import ast
+
+    from skywalking.protocol_v6.session import V6Session
+    from skywalking.protocol_v8.session import V8Session
+    from skywalking.reporter import Reporter
+    from skywalking.reporter.grpc import GrpcReporter
+    from skywalking.reporter.session import IssuesIds
+
+    for name in ("instance_id", "wait_ready", "resolve", "note_endpoint"):
+        assert not hasattr(Reporter, name) and not hasattr(GrpcReporter, name), name
+    v6 = V6Session(lambda i, iid: None, lambda: None, lambda: None)
+    assert isinstance(v6, IssuesIds) and not isinstance(V8Session(), IssuesIds)
+    for path in (ROOT / "skywalking" / "reporter").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        allowed = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "create"
+                   for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("skywalking.protocol_v",)):
+                assert id(node) in allowed, f"{path.name}:{node.lineno} imports {node.module}"
+
+
+def test_v6_session_is_ready_once_its_own_identity_has_an_id_until_a_reset() -> None:
+    from skywalking.protocol_v6.session import V6Session
+    from skywalking.trace.identity import new_identity
+
+    changes: list[int] = []
+    resets: list[int] = []
+    session = V6Session(lambda i, iid: changes.append(iid), lambda: resets.append(1), lambda: None)
+    own, other = new_identity("svc", "a"), new_identity("svc", "b")
+    session.set_own(own, want=False)
+    assert not session.wait_ready(0)
+    session.registry.on_change(other, 7)  # another identity's id does not make this process ready
+    assert not session.wait_ready(0.01)
+    session.registry.on_change(own, 5)
+    assert session.wait_ready(0) and changes == [7, 5]
+    session.registry.reset()
+    assert not session.wait_ready(0) and resets == [1]
+
+
+def test_the_agent_takes_sw6_ids_from_the_reporters_session(start_agent: object) -> None:
+    """With a session that issues ids the tracing core gets its instance id and lookups; without one (v8), none."""
+    from skywalking import agent
+    from skywalking.reporter import Reporter
+    from skywalking.trace.tracer import TRACER, no_ids, no_names
+
+    class Plain(Reporter):  # no session: nothing issues ids
+        def report(self, segment: Any) -> bool:
+            return True
+
+    rep = start_agent()  # type: ignore[operator]
+    assert TRACER.instance_id == 2 and TRACER.resolve == rep.session.resolve
+    assert TRACER.resolve(TRACER.identity) == 2 and TRACER.note_endpoint == rep.session.note_endpoint
+    agent.stop()
+    agent.start(reporter=Plain())
+    assert agent.started()
+    assert TRACER.instance_id == 0 and TRACER.resolve is no_ids and TRACER.note_endpoint is no_names
+
+
+@pytest.mark.parametrize(("error", "reason"), [(ValueError("string field 7 is not valid UTF-8"),
+                                                 "not accepted by the backend"),
+                                                (KeyError("span"), "encoding failed")])
+def test_a_segment_that_cannot_be_encoded_is_dropped_for_a_fixed_reason(error: Exception, reason: str) -> None:
+    """The drop counter is keyed by the reason, never by the exception's text."""
+    from skywalking.reporter.grpc import GrpcReporter
+    from tests.unit.test_wire import golden_v2_segment
+
+    reporter = GrpcReporter(_failing_session(error), 10, ["127.0.0.1:9"], False)
+    batch = [golden_v2_segment(), golden_v2_segment()]
+    assert reporter._send(batch, 1.0) is True and batch == []
+    assert reporter.stats()["dropped"] == {reason: 2} and reporter.stats()["dropped_total"] == 2
+
+
+def test_a_stream_refused_at_interpreter_exit_is_told_by_the_interpreters_state(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A RuntimeError while sending drops the queue as "interpreter exiting" only once the interpreter exits (the
+    error's message does not matter); before, it propagates as it did."""
+    import threading
+
+    from skywalking.reporter.grpc import GrpcReporter
+    from tests.unit.test_wire import golden_v2_segment
+
+    def refuse(batch: list[Any], timeout: float) -> bool:
+        raise RuntimeError("any message")
+
+    running = GrpcReporter(_failing_session(ValueError()), 10, ["127.0.0.1:9"], False)
+    monkeypatch.setattr(running, "_send", refuse)
+    running.report(golden_v2_segment())
+    with pytest.raises(RuntimeError):
+        running._send_batches()
+    assert running.stats()["dropped"] == {}
+    reporter = GrpcReporter(_failing_session(ValueError()), 10, ["127.0.0.1:9"], False)
+    monkeypatch.setattr(reporter, "_send", refuse)
+    for _ in range(3):
+        reporter.report(golden_v2_segment())
+    monkeypatch.setattr(threading, "_SHUTTING_DOWN", True)
+    reporter._send_batches()
+    assert reporter.stats()["dropped"] == {"interpreter exiting: cannot open a stream": 3} and not reporter._queue

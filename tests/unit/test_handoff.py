@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from skywalking import Component, agent
-from skywalking.reporter.memory import MemoryReporter
+from skywalking.reporter.memory import FixedIds, MemoryReporter
 from skywalking.trace import handoff
 from skywalking.trace.carrier import decode_sw6
 from skywalking.trace.context import get_context
@@ -71,11 +71,12 @@ def test_sw6_header_waits_for_ids_and_counts_what_it_skips() -> None:
     the OAP has issued ids for both instances: until then the header is skipped and counted; nothing waits."""
     issued: dict[str, int] = {}
 
-    class Registering(MemoryReporter):
+    class Registering(FixedIds):  # the session issues what the test says
         def resolve(self, identity: tuple) -> int:
             return issued.get(identity[2], 0)
 
-    rep = Registering()
+    rep = MemoryReporter()
+    rep.session = Registering(2)
     agent.start(reporter=rep)
     try:
         value = (*call()[:6], CALLER, CALLER, *call()[8:])  # as if made by another process: CALLER
