@@ -7,24 +7,19 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl
 
 from skywalking import Component, Kind, Layer, config
+from skywalking.plugins._peer import host_port
 from skywalking.trace.carrier import inbound_carrier, inbound_header_names
 from skywalking.trace.context import get_context, peek
 from skywalking.trace.span import Span
 from skywalking.trace.tags import TagHttpMethod, TagHttpParams, TagHttpStatusCode, TagHttpURL
 
 
-def inside_exit_span() -> bool:
-    """True when an exit span is already active: that span stands for this call (a higher-level client or
-    the user's own instrumentation made it and injects the headers), so a client plugin adds nothing."""
-    span = get_context().active_span
-    return span is not None and span.kind is Kind.Exit
-
-
-def peer_of(parts: SplitResult) -> str:
-    """``host:port`` of a URL, the port filled in from the scheme when absent."""
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def ignored_method(method: Any) -> bool:
+    """True when requests with this HTTP method are not traced (``plugin_http_ignore_method``): every HTTP
+    plugin, server and client, asks this first and then leaves the request alone (no span, no header)."""
+    if isinstance(method, (bytes, bytearray)):
+        method = method.decode("latin-1")
+    return config.ignore_http_method_check(str(method or "GET"))
 
 
 def url_without_credentials(parts: SplitResult) -> str:
@@ -35,9 +30,11 @@ def url_without_credentials(parts: SplitResult) -> str:
 
 
 def http_exit_span(parts: SplitResult, method: str, component: Component) -> Span:
-    """The exit span (not started yet) of a client call to ``parts``: op = path, peer = ``host:port``, layer
-    Http, tagged with the method and the URL without credentials."""
-    span = get_context().new_exit_span(op=parts.path or "/", peer=peer_of(parts), component=component)
+    """The exit span (not started yet) of a client call to ``parts``: op = path, peer = ``host:port`` (the
+    port from the scheme when absent), layer Http, tagged with the method and the URL without credentials."""
+    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+    span = get_context().new_exit_span(op=parts.path or "/", peer=host_port(parts.hostname or "", port),
+                                       component=component)
     span.layer = Layer.Http
     span.tag(TagHttpMethod(str(method).upper())).tag(TagHttpURL(url_without_credentials(parts)))
     return span
@@ -145,5 +142,4 @@ def wsgi_peer(environ: dict[str, Any]) -> str | None:
     addr = environ.get("REMOTE_ADDR")
     if not addr:
         return None
-    port = environ.get("REMOTE_PORT")
-    return f"{addr}:{port}" if port else addr
+    return host_port(addr, environ.get("REMOTE_PORT"))

@@ -9,22 +9,24 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from skywalking import Component, config
+from skywalking import Component
 from skywalking.plugins import Plugin
 from skywalking.plugins._http import (
     describe_entry,
     http_entry_span,
     http_exit_span,
-    inside_exit_span,
+    ignored_method,
     tag_response,
     with_headers,
 )
+from skywalking.plugins._peer import address_peer
+from skywalking.trace.context import inside_exit_span
 
 
 async def _request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if inside_exit_span():
-        return await wrapped(*args, **kwargs)
     method = args[0] if args else kwargs.get("method", "GET")
+    if inside_exit_span() or ignored_method(method):
+        return await wrapped(*args, **kwargs)
     url = args[1] if len(args) > 1 else kwargs.get("str_or_url", "")
     base = getattr(instance, "_base_url", None)
     try:
@@ -41,20 +43,18 @@ async def _request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 async def _handle(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     request = args[0] if args else kwargs["request"]
     method = request.method
-    if config.ignore_http_method_check(method):
+    if ignored_method(method):
         return await wrapped(*args, **kwargs)
     headers = request.headers
     span = http_entry_span(request.path, headers.get)
     span.start()
     try:
-        peer = None
         transport = request.transport
         address = transport.get_extra_info("peername") if transport is not None else None
-        if isinstance(address, tuple) and len(address) >= 2:
-            peer = f"{address[0]}:{address[1]}"
         query = request.query_string
         describe_entry(span, Component.AioHttp, method,
-                       f"{request.scheme}://{request.host}{request.path}" + (f"?{query}" if query else ""), peer)
+                       f"{request.scheme}://{request.host}{request.path}" + (f"?{query}" if query else ""),
+                       address_peer(address))
         try:
             response = await wrapped(*args, **kwargs)
         except Exception as e:

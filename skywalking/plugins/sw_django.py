@@ -14,6 +14,7 @@ from skywalking.plugins import Plugin
 from skywalking.plugins._http import (
     describe_entry,
     http_entry_span,
+    ignored_method,
     raised_on_entry_span,
     tag_response,
     wsgi_header,
@@ -26,7 +27,7 @@ from skywalking.trace.span import Span
 def _span(request: Any) -> tuple[Span | None, str]:
     """The entry span (not started) of ``request`` and its method; None when the method is not traced."""
     method = request.method or "GET"
-    if config.ignore_http_method_check(method):
+    if ignored_method(method):
         return None, method
     return http_entry_span(request.path, wsgi_header(request.META), inherit=Component.General), method
 

@@ -14,6 +14,7 @@ from skywalking.plugins import Plugin
 from skywalking.plugins._http import (
     describe_entry,
     http_entry_span,
+    ignored_method,
     raised_on_entry_span,
     wsgi_header,
     wsgi_peer,
@@ -26,7 +27,7 @@ def _wsgi_app(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     environ = args[0] if args else kwargs["environ"]
     start_response = args[1] if len(args) > 1 else kwargs["start_response"]
     method = environ.get("REQUEST_METHOD", "GET")
-    if config.ignore_http_method_check(method):
+    if ignored_method(method):
         return wrapped(*args, **kwargs)
     span = http_entry_span(environ.get("PATH_INFO", "/"), wsgi_header(environ), inherit=Component.General)
     with span:

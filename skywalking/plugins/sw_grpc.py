@@ -21,7 +21,7 @@ import inspect
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial, update_wrapper
-from types import ModuleType
+from types import FrameType
 from typing import Any
 from urllib.parse import unquote
 
@@ -30,9 +30,8 @@ import wrapt
 from skywalking import Component, Layer, config
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import inside_exit_span
 from skywalking.trace.carrier import inbound_carrier
-from skywalking.trace.context import NOOP_CONTEXT, get_context
+from skywalking.trace.context import NOOP_CONTEXT, get_context, inside_exit_span
 from skywalking.trace.span import Span
 from skywalking.trace.tags import TagGrpcMethod, TagGrpcStatusCode, TagGrpcUrl
 
@@ -54,7 +53,7 @@ def traced_method(method: str) -> bool:
 def created_by_untraced_code() -> bool:
     """True when the code creating a server or channel is in ``skywalking.*`` or ``ray.*`` (call it from the
     wrapper: frames of this module, wrapt and grpc are skipped)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         module = frame.f_globals.get("__name__") or ""
         top = module.partition(".")[0]
@@ -64,7 +63,7 @@ def created_by_untraced_code() -> bool:
     return False
 
 
-def peer_of(address: str | None) -> str | None:
+def peer_from_grpc_address(address: str | None) -> str | None:
     """``ipv4:127.0.0.1:50768`` → ``127.0.0.1:50768``, ``ipv6:[::1]:50768`` → ``[::1]:50768``; others as given."""
     if not address:
         return None
@@ -100,7 +99,7 @@ def _tag_status(span: Span, code: Any) -> None:
 
 # -- servers --------------------------------------------------------------------------------------
 
-class _CodeRecorder(wrapt.ObjectProxy):  # type: ignore[misc]
+class _CodeRecorder(wrapt.ObjectProxy):
     """A servicer context without ``code()`` (what grpc.aio hands sync handlers) that records the code set."""
 
     _self_code: Any = None
@@ -144,7 +143,7 @@ def _start_entry(method: str, header: Callable[[str], str | None], context: Any)
         span = tracing.new_entry_span(op=method, carrier=inbound_carrier(header))
         span.start()
         span.layer, span.component = Layer.RPCFramework, Component.Grpc
-        peer = peer_of(context.peer())
+        peer = peer_from_grpc_address(context.peer())
         if peer:
             span.peer = peer
         span.tag(TagGrpcMethod(method))
@@ -466,12 +465,12 @@ def _sync_channel(client_interceptor: Callable[[str], Any]) -> Callable[..., Any
 
 # -- interceptor classes (grpc is imported only when the plugin installs) --------------------------
 
-def _sync_classes(grpc: ModuleType) -> tuple[type, type]:
-    class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc,name-defined]
+def _sync_classes(grpc: Any) -> tuple[type, type]:  # the grpc module
+    class ServerInterceptor(grpc.ServerInterceptor):
         def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
             return _traced_handler(continuation(handler_call_details), handler_call_details)
 
-    class ClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,  # type: ignore
+    class ClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
                             grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
         def __init__(self, target: str) -> None:
             self._target = target
@@ -491,26 +490,26 @@ def _sync_classes(grpc: ModuleType) -> tuple[type, type]:
     return ServerInterceptor, ClientInterceptor
 
 
-def _aio_classes(aio: ModuleType) -> tuple[type, Callable[[str], list[Any]]]:
-    class AioServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc,name-defined]
+def _aio_classes(aio: Any) -> tuple[type, Callable[[str], list[Any]]]:  # grpc.aio
+    class AioServerInterceptor(aio.ServerInterceptor):
         async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
             return _traced_handler(await continuation(handler_call_details), handler_call_details)
 
-    class UnaryUnary(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc,name-defined]
+    class UnaryUnary(aio.UnaryUnaryClientInterceptor):
         def __init__(self, target: str) -> None:
             self._target = target
 
         async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
             return await _intercept_aio(self._target, continuation, client_call_details, request)
 
-    class UnaryStream(aio.UnaryStreamClientInterceptor):  # type: ignore[misc,name-defined]
+    class UnaryStream(aio.UnaryStreamClientInterceptor):
         def __init__(self, target: str) -> None:
             self._target = target
 
         async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
             return await _intercept_aio(self._target, continuation, client_call_details, request)
 
-    class StreamUnary(aio.StreamUnaryClientInterceptor):  # type: ignore[misc,name-defined]
+    class StreamUnary(aio.StreamUnaryClientInterceptor):
         def __init__(self, target: str) -> None:
             self._target = target
 
@@ -518,7 +517,7 @@ def _aio_classes(aio: ModuleType) -> tuple[type, Callable[[str], list[Any]]]:
                                          request_iterator: Any) -> Any:
             return await _intercept_aio(self._target, continuation, client_call_details, request_iterator)
 
-    class StreamStream(aio.StreamStreamClientInterceptor):  # type: ignore[misc,name-defined]
+    class StreamStream(aio.StreamStreamClientInterceptor):
         def __init__(self, target: str) -> None:
             self._target = target
 

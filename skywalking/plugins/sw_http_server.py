@@ -5,32 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from skywalking import Component, Layer
+from skywalking import Component
 from skywalking.plugins import Plugin
 from skywalking.plugins._http import (
     describe_entry,
     http_entry_span,
+    ignored_method,
     tag_response,
     wsgi_header,
     wsgi_peer,
     wsgi_start_response,
     wsgi_url,
 )
-from skywalking.trace.carrier import inbound_carrier
-from skywalking.trace.context import get_context
-from skywalking.trace.tags import TagHttpMethod, TagHttpURL
+from skywalking.plugins._peer import address_peer
 
 _SPAN = "_skywalking_span"
-
-
-def _entry(method: str, path: str, host: str, client: Any, header: Any) -> Any:
-    """An entry span for one request; ``header(name)`` reads a request header."""
-    span = get_context().new_entry_span(op=path.split("?", 1)[0] or "/", carrier=inbound_carrier(header))
-    span.layer, span.component = Layer.Http, Component.General
-    if isinstance(client, tuple) and len(client) >= 2:
-        span.peer = f"{client[0]}:{client[1]}"
-    span.tag(TagHttpMethod(method)).tag(TagHttpURL(f"http://{host}{path}"))
-    return span
 
 
 # -- http.server --------------------------------------------------------------------------------
@@ -38,16 +27,19 @@ def _entry(method: str, path: str, host: str, client: Any, header: Any) -> Any:
 def _parse_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """After a request line and headers parse, route this request's ``do_<METHOD>`` through a span."""
     ok = wrapped(*args, **kwargs)
-    if ok:
+    if ok and not ignored_method(instance.command):
         name = f"do_{instance.command}"
         handler = getattr(type(instance), name, None)
         if handler is not None:
             def traced() -> Any:
-                span = _entry(instance.command, instance.path, instance.headers.get("Host", ""),
-                              instance.client_address, instance.headers.get)
+                path = instance.path
+                span = http_entry_span(path.split("?", 1)[0], instance.headers.get)
                 setattr(instance, _SPAN, span)
                 try:
                     with span:
+                        describe_entry(span, Component.General, instance.command,
+                                       f"http://{instance.headers.get('Host', '')}{path}",
+                                       address_peer(instance.client_address))
                         return handler(instance)
                 finally:
                     setattr(instance, _SPAN, None)
@@ -72,6 +64,8 @@ def _wsgi_run(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     state: dict[str, Any] = {}
 
     def traced_app(environ: dict[str, Any], start_response: Any) -> Any:
+        if ignored_method(environ.get("REQUEST_METHOD", "GET")):
+            return application(environ, start_response)
         span = http_entry_span(environ.get("PATH_INFO", "/"), wsgi_header(environ))
         span.start()
         state["span"] = span

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 from skywalking import Component
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import http_exit_span, inside_exit_span, tag_response
+from skywalking.plugins._http import http_exit_span, ignored_method, tag_response
+from skywalking.trace.context import inside_exit_span
 
 
 def _span(request: Any) -> Any:
@@ -19,7 +20,7 @@ def _span(request: Any) -> Any:
 
 def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     request = args[0] if args else kwargs.get("request")
-    if request is None or inside_exit_span():
+    if request is None or inside_exit_span() or ignored_method(request.method):
         return wrapped(*args, **kwargs)
     with _span(request) as span:
         request.headers.update({item.key: item.val for item in span.inject()})
@@ -30,7 +31,7 @@ def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 async def _send_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     request = args[0] if args else kwargs.get("request")
-    if request is None or inside_exit_span():
+    if request is None or inside_exit_span() or ignored_method(request.method):
         return await wrapped(*args, **kwargs)
     with _span(request) as span:
         request.headers.update({item.key: item.val for item in span.inject()})

@@ -15,8 +15,8 @@ from typing import Any
 from skywalking import Component, Layer
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import inside_exit_span
-from skywalking.trace.context import get_context
+from skywalking.plugins._peer import host_port
+from skywalking.trace.context import get_context, inside_exit_span
 from skywalking.trace.span import Span
 from skywalking.trace.tags import TagCacheCmd, TagCacheKey, TagCacheOp, TagCacheType, TagDbInstance, TagDbStatement
 
@@ -50,7 +50,9 @@ _STATEMENT_MAX = 1024  # and pipeline command lists in db.statement
 
 
 def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray, memoryview)) else str(value)
+    if isinstance(value, memoryview):
+        value = value.tobytes()
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
 
 
 def _span(client: Any, op: str) -> Span:
@@ -59,8 +61,7 @@ def _span(client: Any, op: str) -> Span:
     host, path = kwargs.get("host"), kwargs.get("path")
     peer: str | None = None
     if host:
-        host, port = _text(host), kwargs.get("port", 6379)
-        peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        peer = host_port(_text(host), kwargs.get("port", 6379))
     elif path:
         peer = _text(path)
     span = get_context().new_exit_span(op=op, peer=peer, component=Component.Redis)

@@ -8,15 +8,16 @@ from urllib.parse import urlsplit
 
 from skywalking import Component
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import http_exit_span, inside_exit_span, tag_response, with_headers
+from skywalking.plugins._http import http_exit_span, ignored_method, tag_response, with_headers
+from skywalking.trace.context import inside_exit_span
 
 _HEADERS_AT = 4  # Session.request(method, url, params, data, headers, ...)
 
 
 def _request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if inside_exit_span():
-        return wrapped(*args, **kwargs)
     method = args[0] if args else kwargs.get("method", "GET")
+    if inside_exit_span() or ignored_method(method):
+        return wrapped(*args, **kwargs)
     url = args[1] if len(args) > 1 else kwargs.get("url", "")
     try:
         parts = urlsplit(url if isinstance(url, str) else url.decode())

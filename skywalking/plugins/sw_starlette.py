@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from skywalking import Component, Kind, Layer, config
+from skywalking import Component, Kind, config
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import raw_headers, tag_response
-from skywalking.trace.carrier import inbound_carrier
-from skywalking.trace.context import get_context, peek
-from skywalking.trace.tags import TagHttpMethod, TagHttpURL
+from skywalking.plugins._http import describe_entry, http_entry_span, ignored_method, raw_headers, tag_response
+from skywalking.plugins._peer import address_peer
+from skywalking.trace.context import peek
 
 
 def route_template(app: Any, scope: dict[str, Any]) -> str | None:
@@ -44,8 +43,7 @@ def _call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if len(args) + len(kwargs) != 3:
         return wrapped(*args, **kwargs)
     scope = args[0] if args else kwargs.get("scope", {})
-    if not isinstance(scope, dict) or scope.get("type") != "http" or \
-            config.ignore_http_method_check(scope.get("method", "")):
+    if not isinstance(scope, dict) or scope.get("type") != "http" or ignored_method(scope.get("method")):
         return wrapped(*args, **kwargs)
     outer = peek()
     if outer is not None and outer.kind is Kind.Entry:  # e.g. a Ray Serve replica's request span
@@ -59,16 +57,13 @@ async def _traced(wrapped: Any, instance: Any, scope: dict[str, Any], receive: A
     headers = raw_headers(scope.get("headers", ()), "host")
     path = scope.get("path", "/")
     op = (config.plugin_starlette_route_template and route_template(instance, scope)) or path
-    span = get_context().new_entry_span(op=op, carrier=inbound_carrier(headers.get))
+    span = http_entry_span(op, headers.get)
     with span:
-        span.layer, span.component = Layer.Http, Component.FastAPI
-        client = scope.get("client")
-        if client:
-            span.peer = f"{client[0]}:{client[1]}"
         host = headers.get("host") or ":".join(str(p) for p in scope.get("server") or ("", ""))
         query = scope.get("query_string", b"").decode("latin-1")
-        span.tag(TagHttpMethod(scope.get("method", "GET")))
-        span.tag(TagHttpURL(f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")))
+        describe_entry(span, Component.FastAPI, scope.get("method", "GET"),
+                       f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else ""),
+                       address_peer(scope.get("client")))
         started = False
 
         async def traced_send(message: dict[str, Any]) -> None:

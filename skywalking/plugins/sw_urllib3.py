@@ -10,20 +10,20 @@ from urllib.parse import urlsplit
 
 from skywalking import Component
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import http_exit_span, inside_exit_span, tag_response, with_headers
+from skywalking.plugins._http import http_exit_span, ignored_method, tag_response, with_headers
+from skywalking.plugins._peer import host_port
+from skywalking.trace.context import inside_exit_span
 
 _HEADERS_AT = 3  # urlopen(method, url, body, headers, ...)
 
 
 def _urlopen(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if inside_exit_span():
-        return wrapped(*args, **kwargs)
     method = args[0] if args else kwargs.get("method", "GET")
+    if inside_exit_span() or ignored_method(method):
+        return wrapped(*args, **kwargs)
     url = args[1] if len(args) > 1 else kwargs.get("url", "/")
     if "://" not in url:
-        scheme = getattr(instance, "scheme", "http") or "http"
-        host = f"[{instance.host}]" if ":" in instance.host else instance.host
-        url = f"{scheme}://{host}:{instance.port}{url}" if instance.port else f"{scheme}://{host}{url}"
+        url = f"{getattr(instance, 'scheme', 'http') or 'http'}://{host_port(instance.host, instance.port)}{url}"
     with http_exit_span(urlsplit(url), method, Component.Urllib3) as span:
         args, kwargs = with_headers(args, kwargs, _HEADERS_AT, {item.key: item.val for item in span.inject()})
         response = wrapped(*args, **kwargs)

@@ -232,9 +232,9 @@ def test_own_and_ignored_methods_are_not_traced() -> None:
     config.init(plugin_grpc_ignored_methods="/Demo.Greeter/Hello")
     config.finalize()
     assert not sw_grpc.traced_method("/demo.Greeter/Hello")
-    assert sw_grpc.peer_of("ipv4:127.0.0.1:50768") == "127.0.0.1:50768"
-    assert sw_grpc.peer_of("ipv6:%5B::1%5D:50768") == "[::1]:50768"
-    assert sw_grpc.peer_of("unix:/tmp/sock") == "unix:/tmp/sock"
+    assert sw_grpc.peer_from_grpc_address("ipv4:127.0.0.1:50768") == "127.0.0.1:50768"
+    assert sw_grpc.peer_from_grpc_address("ipv6:%5B::1%5D:50768") == "[::1]:50768"
+    assert sw_grpc.peer_from_grpc_address("unix:/tmp/sock") == "unix:/tmp/sock"
 
 
 def test_a_failing_plugin_never_fails_the_call(reporter: MemoryReporter, server: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +54,35 @@ def test_a_traced_app_is_still_told_from_an_app_factory(reporter: object) -> Non
     assert sent[0]["status"] == 200
     (segment,) = reporter.segments  # type: ignore[attr-defined]
     assert segment.spans[0].op == "/"
+
+
+def test_an_ignored_method_makes_no_span(start_agent: Any) -> None:
+    pytest.importorskip("starlette")
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from tests.plugins.test_http import IGNORED
+    from tests.plugins.test_web import check_server_ignores
+
+    reporter = start_agent(plugin_http_ignore_method=IGNORED)
+    app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("ok"), methods=["GET", "POST"])])
+
+    def call(method: str) -> int:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": "/", "headers": [], "query_string": b"",
+                 "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000), "root_path": "",
+                 "app": app}
+        asyncio.run(app(scope, receive, send))
+        return sent[0]["status"]
+
+    check_server_ignores(reporter, call)

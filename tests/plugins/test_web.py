@@ -4,15 +4,22 @@ view raises; checked against expected/<framework>.json."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
+import types
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from skywalking import Kind
+from skywalking.reporter.memory import MemoryReporter
 from tests.plugins import expect
-from tests.plugins.test_http import start
+from tests.plugins.test_http import IGNORED, start
 from tests.protocol.procs import Collector, Proc, Service, clean_env
 
 HERE = Path(__file__).parent
@@ -60,3 +67,70 @@ def test_framework_entry_spans(framework: str, needs: tuple[str, ...], expected:
         pytest.importorskip(module)
     check_front([sys.executable, str(HERE / "apps" / "web_app.py"), framework], {"SW_AGENT_NAME": "plugin-web"},
                 expected, 5 if framework == "django-asgi" else 4)
+
+
+def check_server_ignores(reporter: MemoryReporter, call: Callable[[str], int]) -> None:
+    """``call(method)`` sends one request to a traced server; a GET (ignored) makes no span, a POST right after
+    makes one entry span: the only segment."""
+    assert call("GET") == 200
+    assert call("POST") == 200
+    assert reporter.wait_for(1)
+    time.sleep(0.1)  # nothing more arrives
+    (segment,) = reporter.segments
+    (span,) = segment.spans
+    assert span.kind is Kind.Entry
+    assert [tag.val for tag in span.tags if tag.key == "http.method"] == ["POST"]
+
+
+def test_flask_ignored_method(start_agent: Any) -> None:
+    flask = pytest.importorskip("flask")
+    reporter = start_agent(plugin_http_ignore_method=IGNORED)
+    app = flask.Flask("ignored")
+    app.add_url_rule("/x", "x", lambda: "ok", methods=["GET", "POST"])
+    client = app.test_client()
+    check_server_ignores(reporter, lambda method: client.open("/x", method=method).status_code)
+
+
+def test_django_ignored_method(start_agent: Any) -> None:
+    pytest.importorskip("django")
+    import django
+    from django.conf import settings
+    from django.http import HttpResponse
+    from django.test import Client
+    from django.urls import path
+
+    if not settings.configured:  # this process's only Django settings (web_app.py runs in its own process)
+        urls = types.ModuleType("ignored_method_urls")
+        urls.urlpatterns = [path("x", lambda request: HttpResponse("ok"))]  # type: ignore[attr-defined]
+        settings.configure(DEBUG=False, ALLOWED_HOSTS=["*"], SECRET_KEY="test", MIDDLEWARE=[], INSTALLED_APPS=[],
+                           ROOT_URLCONF=urls)
+        django.setup()
+    reporter = start_agent(plugin_http_ignore_method=IGNORED)
+    client = Client()
+    check_server_ignores(reporter, lambda method: client.generic(method, "/x").status_code)
+
+
+def test_aiohttp_server_ignored_method(start_agent: Any) -> None:
+    pytest.importorskip("aiohttp")
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    reporter = start_agent(plugin_http_ignore_method=IGNORED)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def run() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/x", ok)
+        async with TestClient(TestServer(app)) as client:
+            statuses = [(await client.request(method, "/x")).status for method in ("GET", "POST")]
+        assert statuses == [200, 200]
+
+    asyncio.run(run())
+    # the POST: the test client's exit span (sw_aiohttp's client side) and the server's entry span; the GET: nothing
+    assert reporter.wait_for(2)
+    time.sleep(0.1)
+    assert sorted(seg.spans[0].kind.name for seg in reporter.segments) == sorted([Kind.Entry.name, Kind.Exit.name])
+    for segment in reporter.segments:
+        assert [tag.val for tag in segment.spans[0].tags if tag.key == "http.method"] == ["POST"]

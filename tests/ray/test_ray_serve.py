@@ -150,6 +150,13 @@ def test_untraced_http_request_starts_its_trace_at_the_ingress(run: tuple[Collec
         linked_call(trace, "Upstream", "Downstream", f"Ray/Serve/default/Downstream.{method}")
 
 
+def test_an_ignored_http_method_is_not_traced_at_the_ingress(run: tuple[Collector, dict[str, Any]]) -> None:
+    collector, results = run
+    assert results["ignored"]["status"] == 405  # it reached the ingress replica (FastAPI has no OPTIONS route)
+    ops = [s["operationName"] for seg in collector.api("/api/segments?service=Upstream") for s in seg["spans"]]
+    assert ops and not [op for op in ops if op.startswith("OPTIONS")], ops
+
+
 def test_http_operation_name_is_the_matched_route_template(run: tuple[Collector, dict[str, Any]]) -> None:
     collector, results = run
     assert results["item"]["body"] == {"item": 7}

@@ -17,16 +17,17 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import ModuleType
 from typing import Any
 
 from skywalking import Component, Layer, agent, config
 from skywalking.loggings import logger
-from skywalking.plugins._http import raw_headers
+from skywalking.plugins._http import ignored_method, raw_headers
 from skywalking.plugins.sw_ray import batch, core
 from skywalking.trace import handoff
 from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
-from skywalking.trace.span import NoopSpan
+from skywalking.trace.noop import NoopSpan
 from skywalking.trace.tags import Tag
 
 _Unary: type | None = None  # Serve's DeploymentResponse (not the streaming DeploymentResponseGenerator)
@@ -355,9 +356,13 @@ def _serve_entry(inner: Any, replica: Any, metadata: Any) -> Iterator[Any]:
     # a handle call's handoff, or the HTTP headers an ingress request arrived with
     carrier = inbound_carrier(value.get) if isinstance(value, dict) else handoff.HandoffCarrier(value) if value \
         else None
+    http = getattr(metadata, "is_http_request", False)
+    if http and ignored_method(getattr(metadata, "_http_method", "") or getattr(metadata, "_skywalking_method", "")):
+        with inner as result:  # plugin_http_ignore_method: this request is not traced
+            yield result
+        return
     app, name = _deployment(replica)
     method = getattr(metadata, "call_method", "__call__")
-    http = getattr(metadata, "is_http_request", False)
     span = get_context().new_entry_span(op=_http_op(metadata) if http else f"Ray/Serve/{app}/{name}.{method}",
                                         carrier=carrier)
     with span:
@@ -394,13 +399,14 @@ def install(plugin: Any) -> None:
     """Patch Serve (called once ``ray.serve`` is imported)."""
     import ray
 
+    replica: ModuleType | None
     try:
         import ray.serve._private.default_impl as default_impl
         import ray.serve._private.replica as replica
         import ray.serve.handle as handle
     except ImportError:
         replica = None
-    if not hasattr(replica, "Replica"):  # Ray < 2.40: a different Serve architecture, not covered
+    if replica is None or not hasattr(replica, "Replica"):  # Ray < 2.40: a different Serve architecture, not covered
         logger.info("sw_ray: Ray Serve %s is not traced (Serve tracing needs Ray 2.40+)", ray.__version__)
         return
     global _Unary

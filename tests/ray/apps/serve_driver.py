@@ -98,6 +98,16 @@ def http_get(url: str, op: str, traced: bool = True) -> dict:
         return {"trace": str(ctx.segment.related_traces[0]), "body": body}
 
 
+def http_options(url: str) -> dict:
+    """An untraced OPTIONS request: the ingress replica must not trace it (``plugin_http_ignore_method``)."""
+    request = urllib.request.Request(url, method="OPTIONS")
+    try:
+        with suppress_tracing(), urllib.request.urlopen(request, timeout=30) as resp:
+            return {"status": resp.status}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code}
+
+
 def direct_port() -> int:
     """The port of the ingress replica's own HTTP server (direct ingress), found through /-/routes."""
     deadline = time.monotonic() + 60
@@ -119,7 +129,8 @@ def main() -> None:
     if direct:  # read by Serve in every process of the local cluster, which inherits the driver's environment
         os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
     config.init(agent_name="ray-driver", agent_collector_backend_services=backend,
-                agent_collector_heartbeat_period=1, agent_logging_level="WARNING")
+                agent_collector_heartbeat_period=1, agent_logging_level="WARNING",
+                plugin_http_ignore_method="OPTIONS")  # reaches the replicas with the rest of the config
     agent.start()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -131,6 +142,7 @@ def main() -> None:
             "fail": http_get(f"{base}/fail", "/hello-ray/fail"),
             "untraced": http_get(f"{base}/chat", "/hello-ray/chat", traced=False),
             "item": http_get(f"{base}/items/7", "/hello-ray/items/7"),
+            "ignored": http_options(f"{base}/chat"),
         })
         if hasattr(DeploymentHandle, "dispatch"):
             results["dispatch"] = http_get(f"{base}/dispatch", "/hello-ray/dispatch")
