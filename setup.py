@@ -31,7 +31,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.14",
     packages=find_packages(include=["skywalking", "skywalking.*", "sw_python", "sw_python.*"]),
-    package_data={"skywalking": ["py.typed", "bootstrap/loader/sitecustomize.py", f"bootstrap/{PTH}"]},
+    package_data={"skywalking": ["py.typed", "config.pyi", "bootstrap/loader/sitecustomize.py", f"bootstrap/{PTH}"]},
     install_requires=[
         "grpcio>=1.49",
         "h2>=4.1",  # the collect stream's HTTP/2 connection (skywalking/reporter/h2stream.py)

@@ -8,12 +8,13 @@ import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from skywalking import config
 
-# (name, env var, default) of every upstream 1.2.0 option (spec/upstream-python.md §1.3), except
+# (name, env var, default) of every upstream 1.2.0 option (apache-skywalking 1.2.0's skywalking/config.py), except
 # agent_instance_name whose default is random.
 UPSTREAM = [
     ("agent_collector_backend_services", "SW_AGENT_COLLECTOR_BACKEND_SERVICES", "oap_host:oap_port"),
@@ -173,22 +174,121 @@ def test_init_coerces_and_attribute_writes_are_checked() -> None:
         config.agent_queue_timeout = "long"  # type: ignore[assignment]
 
 
-def test_finalize_derives_service_headers_and_propagation() -> None:
+def test_init_derives_service_headers_and_propagation() -> None:
     config.init(agent_name="svc", agent_namespace="", agent_protocol_version="v6", agent_propagation="")
-    config.finalize()
     assert (config.SERVICE_NAME, config.PROPAGATION, config.SW6_HEADER) == ("svc", ("sw6",), "sw6")
     assert config.HEARTBEAT_PERIOD == 3
     config.init(agent_namespace="prod", agent_protocol_version="v8")
-    config.finalize()
     assert (config.SERVICE_NAME, config.PROPAGATION, config.SW6_HEADER) == ("svc|prod", ("sw8",), "prod-sw6")
     assert config.HEARTBEAT_PERIOD == 30
     config.init(agent_collector_heartbeat_period=7)
-    config.finalize()
     assert config.HEARTBEAT_PERIOD == 7
     assert config.agent_name == "svc"  # upstream rewrote the option itself; we derive SERVICE_NAME
     config.init(agent_propagation="sw6,sw8")
-    config.finalize()
     assert config.PROPAGATION == ("sw6", "sw8")
+
+
+def test_assigning_http_ignore_method_applies_at_once() -> None:
+    assert not config.ignore_http_method_check("get")
+    config.plugin_http_ignore_method = "GET"
+    assert config.ignore_http_method_check("get") and not config.ignore_http_method_check("post")
+    config.plugin_http_ignore_method = ""
+    assert not config.ignore_http_method_check("get")
+
+
+def test_assigning_trace_ignore_path_applies_at_once() -> None:
+    config.agent_trace_ignore_path = "/health/**"
+    regex = config.RE_IGNORE_PATH
+    assert regex is not None and regex.match("/health/live") and not regex.match("/api/users")
+    config.agent_ignore_suffix = ""
+    config.agent_trace_ignore_path = ""
+    assert config.RE_IGNORE_PATH is None
+
+
+def test_assigning_namespace_and_name_renames_service_and_sw6_header() -> None:
+    config.agent_name = "svc"
+    config.agent_namespace = "prod"
+    assert (config.SERVICE_NAME, config.SW6_HEADER) == ("svc|prod", "prod-sw6")
+    config.agent_name = "other"
+    assert config.SERVICE_NAME == "other|prod"
+    config.agent_namespace = ""
+    assert (config.SERVICE_NAME, config.SW6_HEADER) == ("other", "sw6")
+
+
+def test_assigning_propagation_and_protocol_applies_at_once() -> None:
+    config.agent_propagation = ""
+    config.agent_protocol_version = "v8"
+    assert (config.PROPAGATION, config.HEARTBEAT_PERIOD) == (("sw8",), 30)
+    config.agent_propagation = "sw6, sw8"
+    assert config.PROPAGATION == ("sw6", "sw8")
+    config.agent_collector_heartbeat_period = 9
+    assert config.HEARTBEAT_PERIOD == 9
+
+
+def test_a_write_recomputes_only_what_depends_on_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[str] = []
+    counted = []
+    for d in config._DERIVATIONS:
+        def compute(d: config._Derivation = d) -> tuple[object, ...]:
+            ran.extend(d.outputs)
+            return d.compute()
+        counted.append(config._Derivation(d.outputs, d.inputs, compute))
+    monkeypatch.setattr(config, "_DERIVATIONS", counted)
+    config.agent_name = "svc"
+    assert ran == ["SERVICE_NAME"]
+    ran.clear()
+    config.agent_protocol_version = "v8"
+    assert sorted(ran) == ["HEARTBEAT_PERIOD", "PROPAGATION"]
+    ran.clear()
+    config.agent_queue_timeout = 2
+    assert ran == []
+    assert config.derived_settings()["SW6_HEADER"] == {"agent_namespace"}
+
+
+def test_write_listeners_run_after_their_setting_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[object] = []
+    monkeypatch.setattr(config, "_LISTENERS", {})
+    config.on_recompute("RE_HTTP_IGNORE_METHOD", lambda: seen.append(config.RE_HTTP_IGNORE_METHOD))
+    config.agent_name = "unrelated"
+    assert seen == []
+    config.plugin_http_ignore_method = "PUT"
+    assert len(seen) == 1 and seen[0] is config.RE_HTTP_IGNORE_METHOD is not None
+    with pytest.raises(ValueError, match="not a derived setting"):
+        config.on_recompute("agent_name", lambda: None)
+
+
+def test_ignore_path_written_after_start_applies_to_operations_seen_before(start_agent: object) -> None:
+    from skywalking.trace.context import get_context
+
+    rep = start_agent()  # type: ignore[operator]
+    with get_context().new_entry_span("/late"):
+        pass
+    config.agent_trace_ignore_path = "/late"  # after the agent has memoised "/late" as traced
+    with get_context().new_entry_span("/late"):
+        pass
+    with get_context().new_entry_span("/kept"):
+        pass
+    assert [seg.spans[-1].op for seg in rep.segments] == ["/late", "/kept"]
+
+
+def test_derived_values_follow_the_environment() -> None:
+    out = fresh_config({"SW_AGENT_NAME": "env-svc", "SW_AGENT_NAMESPACE": "ns", "SW_PLUGIN_HTTP_IGNORE_METHOD": "HEAD",
+                        "SW_AGENT_PROTOCOL_VERSION": "v8"},
+                       "from skywalking import config as c; "
+                       "print(c.SERVICE_NAME, c.SW6_HEADER, c.PROPAGATION, c.ignore_http_method_check('head'))")
+    assert out.split("\n")[0] == "env-svc|ns ns-sw6 ('sw8',) True"
+
+
+def test_option_check_validates_and_normalises_any_option() -> None:
+    opt = config.Option("x", str, "placeholder", "doc", check=lambda v: v.upper())
+    assert config._coerce(opt, "abc") == "ABC"
+    assert config._coerce(opt, "placeholder") == "placeholder"  # the default is kept as it is
+    with pytest.raises(config.ConfigError, match="has no port"):
+        config.init(agent_collector_backend_services="oap")
+    config.agent_collector_backend_services = "oap:11800, [::1]:11800"
+    assert config.agent_collector_backend_services == "oap:11800, [::1]:11800"
+    config.agent_propagation = "  "
+    assert config.agent_propagation == ""
 
 
 @pytest.mark.parametrize(("patterns", "path", "ignored"), [
@@ -206,14 +306,12 @@ def test_finalize_derives_service_headers_and_propagation() -> None:
 ])
 def test_ignore_path_and_suffix_rules(patterns: str, path: str, ignored: bool) -> None:
     config.init(agent_trace_ignore_path=patterns)
-    config.finalize()
     regex = config.RE_IGNORE_PATH
     assert (regex is not None and regex.match(path) is not None) is ignored
 
 
 def test_http_and_grpc_method_rules() -> None:
     config.init(plugin_http_ignore_method="get, Options", plugin_grpc_ignored_methods="/pkg.Svc/Ping")
-    config.finalize()
     assert config.ignore_http_method_check("GET") and config.ignore_http_method_check("options")
     assert not config.ignore_http_method_check("POST")
     assert config.ignore_grpc_method_check("/PKG.svc/ping")
@@ -248,3 +346,30 @@ def test_generated_docs_are_current() -> None:
         text = f.read()
     assert text == gen_docs.render_oap(), "run `make docs`"
     assert "Ray:\n  id: 7020\n  languages: Python" in text and "Python:\n  id: 7000" in text
+
+
+def test_generated_stub_is_current() -> None:
+    from tools import gen_config_stub
+
+    with open(gen_config_stub.STUB, encoding="utf-8") as f:
+        assert f.read() == gen_config_stub.render_stub(), "run `make docs`"
+
+
+def test_stub_lets_mypy_accept_options_and_reject_misspellings(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text("from skywalking import config\n"
+                       "name: str = config.agent_name\n"
+                       "period: int | None = config.agent_collector_heartbeat_period\n"
+                       "config.agent_name = 'svc'\n"
+                       "config.init(agent_name='svc')\n"
+                       "service: str = config.SERVICE_NAME\n"
+                       "strict: int = config.agent_collector_heartbeat_period\n"
+                       "config.agent_nmae\n", encoding="utf-8")
+    env = {**os.environ, "MYPYPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-m", "mypy", "--follow-imports=silent", "--no-error-summary",
+                          "--cache-dir", str(tmp_path / "cache"), str(snippet)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    errors = [line for line in out.stdout.splitlines() if ": error:" in line]
+    assert [e.split(":")[1] for e in errors] == ["7", "8"], out.stdout + out.stderr
+    assert "int | None" in errors[0] and '"agent_nmae"' in errors[1]
