@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from skywalking.collector.process import CollectorProcess
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 SERVICE = ROOT / "tests" / "protocol" / "apps" / "service.py"
@@ -63,10 +65,8 @@ def env(**extra: str) -> dict[str, str]:
     return base
 
 
-def collector(port: int = 0) -> tuple[Proc, str]:
-    proc = Proc([PYTHON, "-m", "skywalking.collector", "--grpc-port", str(port), "--http-port", "0", "--no-print"],
-                env(), "collector ready")
-    return proc, proc.line.split()[2].split("=", 1)[1]
+def collector() -> CollectorProcess:
+    return CollectorProcess("--no-print", python=PYTHON, env=env(), cwd=ROOT)
 
 
 def measure(backend: str | None, requests: int, warmup: int, **extra: str) -> dict[str, float]:
@@ -99,7 +99,8 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, Any] = {}
     results["no agent"] = measure(None, args.requests, args.warmup)
-    col, target = collector()
+    col = collector()
+    target = col.grpc
     try:
         results["healthy"] = measure(target, args.requests, args.warmup)
         results["TLS mismatch"] = measure(target, args.requests, args.warmup, SW_AGENT_FORCE_TLS="true")
@@ -109,10 +110,10 @@ def main() -> None:
                 results[name] = measure(f"127.0.0.1:{fault.line.split('=')[1]}", args.requests, args.warmup)
             finally:
                 fault.stop()
-        half, half_target = collector()
+        half = collector()
         half.signal(signal.SIGSTOP)
         try:
-            results["half-open (SIGSTOP)"] = measure(half_target, args.requests, args.warmup)
+            results["half-open (SIGSTOP)"] = measure(half.grpc, args.requests, args.warmup)
         finally:
             half.stop()
     finally:

@@ -27,7 +27,10 @@ import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from skywalking.collector.process import CollectorProcess
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -183,29 +186,17 @@ def table(bench: Benchmark, results: dict[str, dict[str, Any]]) -> str:
     return '\n'.join(rows)
 
 
-class CollectorProcess:
-    """The bundled collector (from .venv), on ephemeral 127.0.0.1 ports."""
+def start_collector(*extra: str, nice: int = 0) -> CollectorProcess:
+    """The bundled collector (from .venv, quiet), on ephemeral 127.0.0.1 ports (skywalking.collector.process)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from skywalking.collector.process import CollectorProcess  # ours, imported only by the legs that need it
 
-    def __init__(self, *extra: str, nice: int = 0) -> None:
-        self.proc = subprocess.Popen([str(OURS_PYTHON), '-m', 'skywalking.collector', '--grpc-port', '0',
-                                      '--http-port', '0', '--no-print', '--log-level', 'WARNING', *extra],
-                                     cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                                     preexec_fn=(lambda: os.nice(nice)) if nice else None)
-        line = self.proc.stdout.readline() if self.proc.stdout else ''
-        if not line.startswith('collector ready'):
-            self.stop()
-            raise RuntimeError(f'collector did not start: {line!r}')
-        parts = dict(p.split('=', 1) for p in line.split()[2:])
-        self.grpc, self.http = parts['grpc'], parts['http']
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+    return CollectorProcess('--no-print', '--log-level', 'WARNING', *extra, python=OURS_PYTHON, cwd=ROOT, nice=nice)
 
 
 def reporter_leg(config: Config, protocol: str, segments: int) -> dict[str, Any]:
-    collector = CollectorProcess('--sink')  # counts only, so the agents are measured, not the collector
+    collector = start_collector('--sink')  # counts only, so the agents are measured, not the collector
     try:
         proc = run([config.python, '-I', BENCH_DIR / 'bench_reporter.py', '--mode', 'throughput', '--collector',
                     collector.grpc, '--collector-http', collector.http, '--protocol', protocol,
@@ -218,13 +209,13 @@ def reporter_leg(config: Config, protocol: str, segments: int) -> dict[str, Any]
 
 def start_soak(minutes: float, rate: int) -> tuple[subprocess.Popen[str], CollectorProcess]:
     """The soak leg (ours, v6): registers, then run.py kills the collector and lets the load begin."""
-    collector = CollectorProcess()
+    collector = start_collector()
     proc = subprocess.Popen([str(OURS_PYTHON), '-I', str(BENCH_DIR / 'bench_reporter.py'), '--mode', 'soak',
                              '--collector', collector.grpc, '--minutes', str(minutes), '--rate', str(rate)],
                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     line = proc.stderr.readline() if proc.stderr else ''
-    collector.stop()  # the backend goes away for the whole soak
+    collector.stop(kill=True)  # the backend goes away for the whole soak
     if proc.stdin:
         proc.stdin.write('go\n')
         proc.stdin.flush()
@@ -329,7 +320,7 @@ def ray_benchmarks(calls: int, rounds: int) -> bool:
     sessions alternate (off, trace-only, on, ..., off, ...) and each number is the median over ``rounds``
     sessions."""
     sessions: dict[str, list[dict[str, Any]]] = {mode: [] for mode in RAY_MODES}
-    collector = CollectorProcess('--sink', nice=19)
+    collector = start_collector('--sink', nice=19)
     sink = OtlpSink()
     exported: dict[str, Any] = {}
     retried: list[str] = []
@@ -498,7 +489,7 @@ def http_benchmarks(rounds: int, seconds: float, connections: int, upstream_erro
             impls.remove('upstream')
     pythons = {'baseline': OURS_PYTHON, 'upstream': UPSTREAM_PYTHON, 'ours': OURS_PYTHON}
     runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
-    collector = CollectorProcess('--sink', nice=19)
+    collector = start_collector('--sink', nice=19)
     downstream = Server(OURS_PYTHON, '--role', 'downstream')
     try:
         for _ in range(rounds):

@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from skywalking import Component, Layer, agent, config
+from skywalking.collector.process import CollectorProcess
 from skywalking.trace.context import get_context, suppress_tracing
 from skywalking.trace.tags import TagHttpMethod, TagHttpURL
 
@@ -78,13 +79,10 @@ def wait_for_trace(http_addr: str, trace_id: str) -> dict | None:
 def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     procs: list[subprocess.Popen[str]] = []
+    collector: CollectorProcess | None = None
     try:
-        collector = subprocess.Popen([sys.executable, "-m", "skywalking.collector", "--grpc-port", "0",
-                                      "--http-port", "0", "--no-print", "--log-level", "WARNING"],
-                                     stdout=subprocess.PIPE, text=True, env=env)
-        procs.append(collector)
-        addresses = dict(p.split("=", 1) for p in collector.stdout.readline().split()[2:])  # type: ignore[union-attr]
-        grpc_addr, http_addr = addresses["grpc"], addresses["http"]
+        collector = CollectorProcess("--no-print", "--log-level", "WARNING", env=env)
+        grpc_addr, http_addr = collector.grpc, collector.http
         print(f"bundled collector: gRPC {grpc_addr} (SkyWalking 6.6.0 protocol), JSON API http://{http_addr}")
         port = free_port()
         print("starting Ray and the Serve application (about half a minute on 2 cores) ...", flush=True)
@@ -122,6 +120,8 @@ def main() -> int:
                         proc.wait(10)
                     except subprocess.TimeoutExpired:
                         proc.kill()
+        if collector is not None:
+            collector.stop()
 
 
 if __name__ == "__main__":

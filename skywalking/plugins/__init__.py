@@ -50,7 +50,7 @@ class Plugin:
         self._enabled = False  # install() asked for it and the versions fit
         self._patched = False  # _install() ran and succeeded
         self._hooked: set[str] = set()
-        self._wrapped: list[tuple[Any, str, Any]] = []
+        self._wrapped: list[tuple[Any, str, Any, bool]] = []  # (parent, attribute, original, parent's own)
         self._late: set[str] = set()  # modules whose when_imported() part ran
 
     # -- version check ----------------------------------------------------------------------------
@@ -128,6 +128,11 @@ class Plugin:
     def installed(self) -> bool:
         return self._patched
 
+    @property
+    def enabled(self) -> bool:
+        """``install()`` succeeded and ``uninstall()`` was not called since (patched or waiting for the import)."""
+        return self._enabled
+
     # -- for subclasses ---------------------------------------------------------------------------
 
     def _install(self) -> None:
@@ -143,9 +148,10 @@ class Plugin:
         if isinstance(target, str):
             target = sys.modules[target] if target in sys.modules else importlib.import_module(target)
         parent, attribute, original = wrapt.resolve_path(target, name)
+        own = attribute in vars(parent)  # False: inherited from a base class (restored by deleting ours)
         wrapped = wrapt.FunctionWrapper(original, wrapper)
         setattr(parent, attribute, wrapped)
-        self._wrapped.append((parent, attribute, original))
+        self._wrapped.append((parent, attribute, original, own))
 
     def when_imported(self, module: str, install: Callable[[], None]) -> None:
         """Call ``install`` (more ``wrap`` calls) now if ``module`` is imported, else once it is, while this
@@ -172,8 +178,11 @@ class Plugin:
 
     def _restore(self, mark: int = 0) -> None:
         while len(self._wrapped) > mark:
-            parent, attribute, original = self._wrapped.pop()
-            setattr(parent, attribute, original)
+            parent, attribute, original, own = self._wrapped.pop()
+            if own:
+                setattr(parent, attribute, original)
+            else:
+                delattr(parent, attribute)
         if not mark:
             self._late.clear()
 

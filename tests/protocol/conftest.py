@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -16,10 +12,10 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
+from skywalking.collector.process import CollectorProcess as SharedCollectorProcess
 from tests.protocol.procs import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-READY = re.compile(r"^collector ready grpc=(\S+) http=(\S+)$")
 T = TypeVar("T")
 
 
@@ -32,56 +28,29 @@ def _ser(msg: Any) -> bytes:
     return msg if isinstance(msg, bytes) else msg.SerializeToString()
 
 
-class CollectorProcess:
-    """A started ``python -m skywalking.collector``: its ports, stdout lines, a gRPC channel and JSON helpers."""
+class CollectorProcess(SharedCollectorProcess):
+    """A started ``python -m skywalking.collector`` (the shared helper): a gRPC channel and JSON helpers."""
 
     def __init__(self, args: list[str]) -> None:
-        self.args = args
-        self.proc = subprocess.Popen([sys.executable, "-m", "skywalking.collector", "--host", "127.0.0.1",
-                                      "--grpc-port", "0", "--http-port", "0", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        self.lines: list[str] = []
-        self.stderr_lines: list[str] = []
-        self._ready = threading.Event()
-        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
-                         threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr_lines), daemon=True)]
-        for reader in self._readers:
-            reader.start()
+        super().__init__(*args, cwd=ROOT, timeout=20)
         self.channel: grpc.Channel | None = None
+        self.grpc_target, self.http_target = self.grpc, self.http
         try:
-            if not self._ready.wait(20):
-                raise AssertionError(f"collector not ready; stderr: {''.join(self.stderr_lines)[-2000:]}")
-            match = READY.match(self.lines[0].rstrip("\n"))
-            assert match, self.lines[0]
-            self.grpc_target, self.http_target = match.group(1), match.group(2)
             self.channel = grpc.insecure_channel(self.grpc_target)
         except BaseException:
             self.close()
             raise
 
-    def _read(self, stream: Any, sink: list[str]) -> None:
-        for line in stream:
-            sink.append(line)
-            if sink is self.lines:
-                self._ready.set()
-        if sink is self.lines:
-            self._ready.set()
+    @property
+    def lines(self) -> list[str]:
+        return self.stdout_lines
 
     def close(self) -> int | None:
         """Terminate (SIGTERM), escalate to kill; returns the exit code."""
         if self.channel is not None:
             self.channel.close()
             self.channel = None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        for reader in self._readers:
-            reader.join(2)
-        return self.proc.returncode
+        return self.stop()
 
     # -- output --
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from skywalking.collector.process import CollectorProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE = Path(__file__).parent / "apps" / "service.py"
 
@@ -85,14 +87,20 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class Collector(Proc):
+class Collector(CollectorProcess):
+    """The shared collector subprocess (skywalking.collector.process) with short delays and a JSON client."""
+
     def __init__(self, grpc_port: int = 0, http_port: int = 0, register_delay: float = 0.2, *extra: str) -> None:
-        super().__init__([sys.executable, "-m", "skywalking.collector", "--grpc-port", str(grpc_port),
-                          "--http-port", str(http_port), "--register-delay", str(register_delay),
-                          "--print-delay", "0.5", *extra], clean_env(), "collector ready")
-        parts = dict(p.split("=", 1) for p in self.ready_line.split()[2:])
-        self.grpc, self.http = parts["grpc"], parts["http"]
-        self.grpc_port, self.http_port = int(self.grpc.rsplit(":", 1)[1]), int(self.http.rsplit(":", 1)[1])
+        super().__init__("--register-delay", str(register_delay), "--print-delay", "0.5", *extra,
+                         grpc_port=grpc_port, http_port=http_port, env=clean_env(), cwd=ROOT)
+
+    @property
+    def stdout(self) -> list[str]:
+        return self.stdout_lines
+
+    @property
+    def stderr(self) -> list[str]:
+        return self.stderr_lines
 
     def api(self, path: str, post: bool = False) -> Any:
         return get_json(f"http://{self.http}{path}", b"" if post else None)

@@ -1,0 +1,392 @@
+"""Every shipped plugin, found through ``skywalking.plugins.discover()`` (a new plugin is covered without an edit
+here): install, install again (patched once, not twice), uninstall (the exact original objects are back where
+they were patched), install and uninstall once more; and where a call through the library can be made offline
+(local servers on 127.0.0.1), the call records nothing before install, something once installed, the same
+after the second install, and nothing after uninstall. Plugins whose library is not importable are skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import importlib
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import wrapt
+
+from skywalking import plugins
+from skywalking.plugins import Plugin
+from skywalking.reporter.memory import MemoryReporter
+
+MISSING = object()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    """An http.server on 127.0.0.1 (traced only while sw_http_server is the plugin under test)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/lifecycle"
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Ctx:
+    reporter: MemoryReporter
+    url: str
+
+    def spans(self, call: Callable[[], Any], expect: bool) -> int:
+        """Spans recorded by ``call()`` (in every segment it caused, also on server threads)."""
+        before = self.reporter.count
+        call()
+        if expect:
+            self.reporter.wait_for(before + 1, 5)
+            last = -1
+            while last != self.reporter.count:  # settled: no more segments arriving
+                last = self.reporter.count
+                time.sleep(0.15)
+        else:
+            time.sleep(0.3)
+        return sum(len(seg.spans) for seg in list(self.reporter.segments)[before:])
+
+
+# -- calls through each library, offline; the number of effects (spans, or records carrying the trace id) ------
+
+def _urllib_request(ctx: Ctx, expect: bool) -> int:
+    import urllib.request
+
+    def call() -> None:
+        with urllib.request.urlopen(ctx.url, timeout=5) as resp:
+            assert resp.read() == b"ok"
+
+    return ctx.spans(call, expect)
+
+
+def _requests(ctx: Ctx, expect: bool) -> int:
+    import requests
+
+    return ctx.spans(lambda: requests.get(ctx.url, timeout=5).raise_for_status(), expect)
+
+
+def _urllib3(ctx: Ctx, expect: bool) -> int:
+    import urllib3
+
+    return ctx.spans(lambda: urllib3.PoolManager().request("GET", ctx.url, timeout=5), expect)
+
+
+def _httpx(ctx: Ctx, expect: bool) -> int:
+    import httpx
+
+    return ctx.spans(lambda: httpx.get(ctx.url, timeout=5).raise_for_status(), expect)
+
+
+def _aiohttp(ctx: Ctx, expect: bool) -> int:
+    import aiohttp
+
+    async def fetch() -> None:
+        async with aiohttp.ClientSession() as session, session.get(ctx.url) as resp:
+            assert await resp.text() == "ok"
+
+    return ctx.spans(lambda: asyncio.run(fetch()), expect)
+
+
+def _flask(ctx: Ctx, expect: bool) -> int:
+    import flask
+
+    app = flask.Flask("lifecycle")
+    app.add_url_rule("/lifecycle", "lifecycle", lambda: "ok")
+    return ctx.spans(lambda: app.test_client().get("/lifecycle"), expect)
+
+
+def _starlette(ctx: Ctx, expect: bool) -> int:
+    """One HTTP request straight into the ASGI application (no server, no test client)."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    app = Starlette(routes=[Route("/lifecycle", lambda request: PlainTextResponse("ok"))])
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/lifecycle", "raw_path": b"/lifecycle", "query_string": b"", "root_path": "", "headers": [],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    def call() -> None:
+        asyncio.run(app(scope, receive, send))
+        assert sent[0]["status"] == 200
+
+    return ctx.spans(call, expect)
+
+
+def _redis(ctx: Ctx, expect: bool) -> int:
+    """A refused connection (no server needed): the command's exit span records the error."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    def call() -> None:
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)).get("k")
+
+    return ctx.spans(call, expect)
+
+
+def _grpc(ctx: Ctx, expect: bool) -> int:
+    """A server and a channel made after (un)install: the server's entry span and the client's exit span."""
+    from concurrent import futures
+
+    import grpc
+
+    def call() -> None:
+        echo = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+        server = grpc.server(futures.ThreadPoolExecutor(2),
+                             handlers=[grpc.method_handlers_generic_handler("lifecycle.Echo", {"Say": echo})])
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                assert channel.unary_unary("/lifecycle.Echo/Say")(b"hi", timeout=5) == b"hi"
+        finally:
+            server.stop(0)
+
+    return ctx.spans(call, expect)
+
+
+def _logging(ctx: Ctx, expect: bool) -> int:
+    record = logging.getLogger("sw.lifecycle").makeRecord("sw.lifecycle", logging.INFO, __file__, 1, "m", (), None)
+    return int(hasattr(record, "tid"))
+
+
+def _loguru(ctx: Ctx, expect: bool) -> int:
+    from loguru import logger
+
+    records: list[dict[str, Any]] = []
+    sink = logger.add(lambda message: records.append(message.record), format="{message}")
+    try:
+        logger.info("lifecycle")
+    finally:
+        logger.remove(sink)
+    return int("tid" in records[0]["extra"])
+
+
+EXERCISES: dict[str, Callable[[Ctx, bool], int]] = {
+    "sw_urllib_request": _urllib_request, "sw_http_server": _urllib_request, "sw_requests": _requests,
+    "sw_urllib3": _urllib3, "sw_httpx": _httpx, "sw_aiohttp": _aiohttp, "sw_flask": _flask,
+    "sw_starlette": _starlette, "sw_redis": _redis, "sw_grpc": _grpc, "sw_logging": _logging, "sw_loguru": _loguru,
+}
+NO_CALL = {  # originals are still checked for these
+    "sw_django": "a Django request needs configured settings (process-wide); tests/plugins runs real apps",
+    "sw_ray": "a Ray call needs a Ray session; tests/ray runs real clusters",
+}
+
+
+def _loguru_patcher() -> object:
+    from loguru import logger
+
+    return logger._core.patcher  # type: ignore[attr-defined]
+
+
+# state a plugin changes without ``wrap`` (restored by its own ``_uninstall``)
+OTHER_STATE: dict[str, Callable[[], object]] = {
+    "sw_logging": logging.getLogRecordFactory,
+    "sw_loguru": _loguru_patcher,
+}
+
+
+# -- recording what a plugin patches -----------------------------------------------------------------------------
+
+@dataclass
+class Patch:
+    parent: Any
+    attribute: str
+    before: Any  # vars(parent)[attribute] before the patch, MISSING if the attribute was inherited
+    original: Any  # what wrapt resolved (the wrapped object)
+
+    def current(self) -> Any:
+        return vars(self.parent).get(self.attribute, MISSING)
+
+    def where(self) -> str:
+        return f"{getattr(self.parent, '__qualname__', self.parent)}.{self.attribute}"
+
+
+class Spy:
+    """Records every ``wrap`` (with the parent's own attribute before it) and every ``when_imported`` module of
+    one plugin, by shadowing the two methods on the instance; ``close()`` removes the shadows."""
+
+    def __init__(self, plugin: Plugin) -> None:
+        self.plugin = plugin
+        self.patches: list[Patch] = []
+        self.late: list[str] = []
+        wrap, when_imported = plugin.wrap, plugin.when_imported
+
+        def spy_wrap(target: Any, name: str, wrapper: Any) -> None:
+            module = importlib.import_module(target) if isinstance(target, str) else target
+            parent, attribute, original = wrapt.resolve_path(module, name)
+            patch = Patch(parent, attribute, vars(parent).get(attribute, MISSING), original)
+            wrap(target, name, wrapper)
+            self.patches.append(patch)
+
+        def spy_when_imported(module: str, install: Callable[[], None]) -> None:
+            self.late.append(module)
+            when_imported(module, install)
+
+        plugin.wrap = spy_wrap  # type: ignore[method-assign]
+        plugin.when_imported = spy_when_imported  # type: ignore[method-assign]
+
+    def import_late(self) -> None:
+        """Import the optional parts the plugin waits for, so that they are patched (and checked) too."""
+        for module in dict.fromkeys(self.late):
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass
+
+    def close(self) -> None:
+        del self.plugin.wrap, self.plugin.when_imported
+
+
+def assert_wrapped_once(patches: list[Patch]) -> None:
+    assert len({(id(p.parent), p.attribute) for p in patches}) == len(patches), "the same attribute wrapped twice"
+    for patch in patches:
+        current = patch.current()
+        assert isinstance(current, wrapt.FunctionWrapper), f"{patch.where()} is not wrapped"
+        assert current.__wrapped__ is patch.original, f"{patch.where()} wraps something else"
+        assert not isinstance(patch.original, wrapt.FunctionWrapper), f"{patch.where()} wrapped twice"
+
+
+def assert_restored(patches: list[Patch]) -> None:
+    for patch in patches:
+        assert patch.current() is patch.before, f"{patch.where()}: the original is not back after uninstall"
+
+
+@pytest.fixture
+def ctx(reporter: MemoryReporter, url: str) -> Iterator[Ctx]:
+    """The agent on the in-memory reporter with every plugin uninstalled (agent.start() installs them all);
+    afterwards each is put back as it was."""
+    loaded = {name: plugin for name in plugins.discover() if (plugin := plugins.load(name)) is not None}
+    enabled = {name for name, plugin in loaded.items() if plugin.enabled}
+    for plugin in loaded.values():
+        plugin.uninstall()
+    yield Ctx(reporter, url)
+    for name, plugin in loaded.items():
+        plugin.uninstall()
+        if name in enabled:
+            plugin.install()
+
+
+@pytest.mark.parametrize("name", plugins.discover())
+def test_plugin_lifecycle(name: str, ctx: Ctx) -> None:
+    plugin = plugins.load(name)
+    assert plugin is not None, f"{name} does not load"
+    ok, reason = plugin.check_versions()
+    if not ok:
+        pytest.skip(reason)
+    for module in plugin.modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            pytest.skip(f"{module} is not importable: {exc}")
+    exercise = EXERCISES.get(name)
+    state = OTHER_STATE.get(name)
+    state_before = state() if state else None
+    spy = Spy(plugin)
+    try:
+        assert not plugin.installed
+        if exercise:
+            assert exercise(ctx, False) == 0, "something recorded before install"
+
+        assert plugin.install() and plugin.installed
+        spy.import_late()
+        first = list(spy.patches)
+        assert first or state, f"{name} patched nothing"
+        assert_wrapped_once(first)
+        if state:
+            assert state() is not state_before, f"{name} changed nothing"
+        effects = exercise(ctx, True) if exercise else 0
+        if exercise:
+            assert effects > 0, f"a call through the library recorded nothing with {name} installed"
+
+        assert plugin.install()  # idempotent
+        spy.import_late()
+        assert spy.patches == first, "the second install patched again"
+        assert_wrapped_once(first)
+        if exercise:
+            assert exercise(ctx, True) == effects, "the second install changed what a call records"
+
+        plugin.uninstall()
+        assert not plugin.installed and not plugin.enabled
+        assert_restored(first)
+        if state:
+            assert state() is state_before, f"{name}: the state it changed is not restored"
+        if exercise:
+            assert exercise(ctx, False) == 0, f"a call recorded something after {name} was uninstalled"
+        plugin.uninstall()  # idempotent
+        assert_restored(first)
+
+        assert plugin.install() and plugin.installed  # and back, the same patches
+        spy.import_late()
+        again = spy.patches[len(first):]
+        assert [(id(p.parent), p.attribute) for p in again] == [(id(p.parent), p.attribute) for p in first]
+        assert_wrapped_once(again)
+        plugin.uninstall()
+        assert_restored(first)
+    finally:
+        plugin.uninstall()
+        spy.close()
+
+
+def test_every_plugin_is_exercised_or_says_why_not() -> None:
+    assert set(EXERCISES) | set(NO_CALL) == set(plugins.discover())
+
+
+def test_an_inherited_method_is_unwrapped_from_the_subclass_not_shadowed(reporter: MemoryReporter) -> None:
+    """Wrapping ``Child.greet`` (defined on ``Base``) puts the wrapper on ``Child``; uninstall must delete it there,
+    not leave a copy of ``Base.greet`` in ``Child``'s own attributes."""
+    module = type(sys)("sw_lifecycle_target")
+
+    class Base:
+        def greet(self) -> str:
+            return "hi"
+
+    class Child(Base):
+        pass
+
+    module.Child = Child  # type: ignore[attr-defined]
+
+    class InheritPlugin(Plugin):
+        name = "sw_lifecycle_inherit"
+
+        def _install(self) -> None:
+            self.wrap(module, "Child.greet", lambda wrapped, instance, args, kwargs: "traced " + wrapped())
+
+    plugin = InheritPlugin()
+    assert plugin.install()
+    assert Child().greet() == "traced hi" and Base().greet() == "hi"
+    plugin.uninstall()
+    assert "greet" not in vars(Child) and Child().greet() == "hi"
+    assert vars(Base)["greet"] is Base.greet
