@@ -35,18 +35,21 @@ test: venv $(PROTOC_VENV)/.stamp
 
 ## make test-plugins: every plugin on the oldest and the newest library version it declares (tox envs; Ray on
 ## 2.9 and 2.40 here, 2.60 in `make test`). The standard-library plugins run in `make test`.
-PLUGIN_ENVS := plugin-requests-oldest,plugin-requests-newest,plugin-starlette-oldest,plugin-starlette-newest,plugin-httpx-oldest,plugin-httpx-newest,plugin-urllib3-oldest,plugin-urllib3-newest,plugin-aiohttp-oldest,plugin-aiohttp-newest,plugin-flask-oldest,plugin-flask-newest,plugin-django-oldest,plugin-django-newest,plugin-redis-oldest,plugin-redis-newest,plugin-loguru-oldest,plugin-loguru-newest,plugin-grpc-oldest,plugin-grpc-newest,ray29,ray240
+## tools/check_matrix.py first checks tox.ini's pins against the plugins' declarations, then lists the envs.
 test-plugins: venv $(PROTOC_VENV)/.stamp
 	$(BIN)/python -m pip install -q "tox>=4"
-	$(BIN)/tox -e $(PLUGIN_ENVS)
+	$(BIN)/python tools/check_matrix.py
+	envs="$$($(BIN)/python tools/check_matrix.py --envs)" && $(BIN)/tox -e "$$envs"
 
-## make lint: ruff over the package, tests, tools and benchmarks
+## make lint: ruff over the package, tests, tools and benchmarks, then mypy over the package ([tool.mypy])
 lint: venv
 	$(BIN)/ruff check skywalking tests tools bench examples
+	$(BIN)/mypy skywalking sw_python
 
-## make docs: regenerate docs/configuration.md from the config table
+## make docs: regenerate docs/configuration.md and skywalking/config.pyi from the config table
 docs: venv
 	$(BIN)/python tools/gen_docs.py
+	$(BIN)/python tools/gen_config_stub.py
 
 ## make bench: every benchmark against no agent, apache-skywalking 1.2.0 and (Ray) Ray's own tracing
 bench: venv
@@ -65,4 +68,4 @@ tox: venv $(PROTOC_VENV)/.stamp
 	PATH="$(PYENV_BINS):$$PATH" $(BIN)/tox
 
 clean:
-	rm -rf $(VENV) .venvs .tox build dist *.egg-info .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) .venvs .tox build dist *.egg-info .pytest_cache .hypothesis .ruff_cache .mypy_cache

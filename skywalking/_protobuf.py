@@ -19,8 +19,9 @@ from google.protobuf.internal import enum_type_wrapper
 def _message_class(descriptor: Any) -> type:
     get = getattr(message_factory, "GetMessageClass", None)  # protobuf >= 4.22
     if get is not None:
-        return get(descriptor)  # type: ignore[no-any-return]
-    return message_factory.MessageFactory(descriptor.file.pool).GetPrototype(descriptor)  # type: ignore[no-any-return]
+        return get(descriptor)
+    # protobuf < 4.22 (the stubs describe newer releases)
+    return message_factory.MessageFactory(descriptor.file.pool).GetPrototype(descriptor)  # type: ignore[attr-defined]
 
 
 def build_messages(file_descriptor: Any, module_name: str, namespace: dict[str, Any]) -> None:

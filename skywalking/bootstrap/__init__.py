@@ -18,9 +18,10 @@ def ray_system_process(argv0: str) -> bool:
         spec = find_spec("ray")
     except (ImportError, ValueError):
         return False
+    if spec is None:  # Ray is not installed
+        return False
     path = os.path.realpath(argv0)
-    return any(path.startswith(os.path.realpath(where) + os.sep)
-               for where in (spec.submodule_search_locations or []) if spec is not None)
+    return any(path.startswith(os.path.realpath(where) + os.sep) for where in spec.submodule_search_locations or [])
 
 
 def ray_worker_process() -> bool:

@@ -83,7 +83,7 @@ def _uwsgi_process() -> bool:
 def _uwsgi_module() -> Any:
     """uWSGI's embedded ``uwsgi`` module; None while Python is being initialised (it is added after)."""
     try:
-        import uwsgi  # type: ignore[import-not-found]
+        import uwsgi
     except ImportError:
         return None
     return uwsgi

@@ -21,6 +21,10 @@ class _Server(ThreadingHTTPServer):
     collector: Collector
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -92,9 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def start_http(col: Collector, host: str, port: int) -> tuple[ThreadingHTTPServer, int, threading.Thread]:
     """Serve the API on ``host:port`` in a daemon thread; returns the server, bound port and thread."""
-    server_cls = _Server
-    if ":" in host:
-        server_cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+    server_cls = _Server6 if ":" in host else _Server
     server = server_cls((host, port), _Handler)
     server.collector = col
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},

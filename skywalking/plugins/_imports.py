@@ -15,7 +15,12 @@ import threading
 from collections.abc import Callable
 from importlib.machinery import ModuleSpec
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader as _LoaderBase
+else:  # at run time unknown attributes go to the real loader (``__getattr__``), none come from Loader
+    _LoaderBase = object
 
 Hook = Callable[[ModuleType], None]
 
@@ -75,7 +80,7 @@ class _Finder:
         pass
 
 
-class _Loader:
+class _Loader(_LoaderBase):
     """The real loader, then the hooks; the module keeps the real loader."""
 
     def __init__(self, loader: Any, name: str) -> None:

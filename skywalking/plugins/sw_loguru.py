@@ -57,7 +57,7 @@ class LoguruPlugin(Plugin):
     def _install(self) -> None:
         import loguru
 
-        self._put_first(loguru.logger._core)
+        self._put_first(loguru.logger._core)  # type: ignore[attr-defined]  # private, not in loguru's stubs
         self.wrap("loguru._logger", "Logger.configure", self._configure)
 
     def _put_first(self, core: Any) -> None:

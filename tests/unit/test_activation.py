@@ -94,3 +94,11 @@ def test_rays_own_programs_are_told_from_workers_and_user_scripts() -> None:
     assert not ray_system_process(str(ray_dir / "_private" / "workers" / "default_worker.py"))
     assert not ray_system_process(str(ROOT / "examples" / "demo.py"))
     assert not ray_system_process("-c")
+
+
+def test_a_script_is_no_ray_program_where_ray_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sw-python run python app.py` without Ray: the check used to raise AttributeError (found by mypy)."""
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    assert not ray_system_process(str(ROOT / "examples" / "demo.py"))

@@ -59,7 +59,7 @@ def _sw_state() -> Any:
     """Per-process state shared by every copy of this loader (a copy may chain to another)."""
     import types
 
-    state = sys.modules.get(_SW_STATE_KEY)
+    state: Any = sys.modules.get(_SW_STATE_KEY)  # a plain module that carries our attributes
     if state is None:
         state = types.ModuleType(_SW_STATE_KEY)
         state.loader_dirs = []

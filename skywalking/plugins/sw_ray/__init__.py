@@ -10,9 +10,12 @@ See docs/ray.md.
 
 from __future__ import annotations
 
+from types import ModuleType
+
+from skywalking.bootstrap.autostart import SETUP_HOOK
 from skywalking.plugins import Plugin
 from skywalking.plugins.sw_ray import activation, core
-from skywalking.plugins.sw_ray.activation import SETUP_HOOK, setup_worker, start_in_worker
+from skywalking.plugins.sw_ray.activation import setup_worker, start_in_worker
 from skywalking.plugins.sw_ray.core import KEY
 
 __all__ = ["KEY", "SETUP_HOOK", "RayPlugin", "plugin", "setup_worker", "start_in_worker"]
@@ -33,6 +36,7 @@ class RayPlugin(Plugin):
         self.wrap(ray.remote_function, "_inject_tracing_into_function", core.inject_function)
         self.wrap(ray.remote_function, "RemoteFunction._remote", core.task_remote)
         self.wrap(ray.actor, "_inject_tracing_into_class", core.inject_class)
+        function_manager: ModuleType | None
         try:
             import ray._private.function_manager as function_manager
         except ImportError:

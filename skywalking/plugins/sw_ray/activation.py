@@ -95,7 +95,7 @@ def start_in_worker(preloaded: bool = False) -> None:
         config.agent_instance_name = f"{config.agent_name}-{node[:8]}-{os.getpid()}"
         agent.start()
         reporter = agent.agent.reporter
-        if hasattr(reporter, "linger"):
+        if reporter is not None and hasattr(reporter, "linger"):
             reporter.linger = WORKER_LINGER
         core.ensure_spool()
     except Exception:

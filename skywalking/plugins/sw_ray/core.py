@@ -26,7 +26,7 @@ from skywalking import Component, Layer, agent, config
 from skywalking.loggings import logger
 from skywalking.trace import handoff
 from skywalking.trace.context import get_context
-from skywalking.trace.span import NoopSpan
+from skywalking.trace.noop import NoopSpan
 
 KEY = "_skywalking_ctx"
 PEER = "ray"
@@ -137,13 +137,13 @@ def _traced_callee(func: Callable[..., Any], op: str) -> Callable[..., Any]:
             with _enter(op, kwargs):
                 return await func(*args, **kwargs)
     elif inspect.isgeneratorfunction(func):
-        def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             with _enter(op, kwargs):
                 # not `yield from`: Ray's executor sends values that a user's inner iterator cannot take
                 for item in func(*args, **kwargs):  # noqa: UP028
                     yield item
     else:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             with _enter(op, kwargs):
                 return func(*args, **kwargs)
     functools.update_wrapper(wrapper, func)
@@ -219,7 +219,7 @@ def _late_wrap(meta: Any) -> None:
         params = signatures.get(attr)
         if params is not None and not _accepts_key(params):
             signatures[attr] = list(_with_key(inspect.Signature(params)).parameters.values())
-    cls.__skywalking_ray_class__ = True  # type: ignore[attr-defined]
+    cls.__skywalking_ray_class__ = True
 
 
 # -- caller side ------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def _split(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, lis
     return call_args, call_kwargs, rest, options
 
 
-def _finish_when_done(result: Any, finish: Callable[[], None]) -> None:
+def _finish_when_done(result: Any, finish: Callable[[], object]) -> None:
     """Call ``finish`` once the call's result exists; callbacks run on Ray's threads."""
     try:
         ref = result[-1] if isinstance(result, list) and result else result
