@@ -61,7 +61,7 @@ class V6Session(Session):
 
     def check(self) -> Check | None:
         ping = self.registry.ping_message()
-        return None if ping is None else ("/ServiceInstancePing/doPing", ping, Commands, self.registry.still_known)
+        return None if ping is None else Check("/ServiceInstancePing/doPing", ping, Commands, self.registry.still_known)
 
     def set_own(self, identity: Identity, want: bool) -> None:
         self._demanded = want

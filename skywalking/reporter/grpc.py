@@ -476,9 +476,8 @@ class GrpcReporter(Reporter):
         if h2c.open(min(timeout, UNARY_TIMEOUT)):
             check = self.session.check()
             if check is not None:
-                path, request, response_type, accept = check
-                answer = h2c.call(path, [request], min(timeout, UNARY_TIMEOUT), metadata())
-                if not accept(response_type.FromString(answer)):
+                answer = h2c.call(check.path, [check.request], min(timeout, UNARY_TIMEOUT), metadata())
+                if not check.accept(check.response_type.FromString(answer)):
                     raise Forgotten()
         h2c.call(self.session.collect_path, messages, timeout, metadata())
 
@@ -488,11 +487,10 @@ class GrpcReporter(Reporter):
             return
         check = self.session.check()
         if check is not None:
-            path, request, response_type, accept = check
-            answer = channel.unary_unary(path, request_serializer=_passthrough,
-                                         response_deserializer=response_type.FromString)(
-                request, timeout=min(timeout, UNARY_TIMEOUT), metadata=metadata())
-            if not accept(answer):
+            answer = channel.unary_unary(check.path, request_serializer=_passthrough,
+                                         response_deserializer=check.response_type.FromString)(
+                check.request, timeout=min(timeout, UNARY_TIMEOUT), metadata=metadata())
+            if not check.accept(answer):
                 raise Forgotten()
         self._sync_checked = generation
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from skywalking import __version__, config
 
@@ -21,8 +21,13 @@ if TYPE_CHECKING:
 
 UNARY_TIMEOUT = 10.0  # seconds, every register / ping / keep-alive call
 
-# (path, serialized request, response type, accept(response) -> bool): see Session.check
-Check = tuple[str, bytes, Any, Callable[[Any], bool]]
+class Check(NamedTuple):
+    """A unary call that tells whether the backend still knows the ids segments name (see ``Session.check``)."""
+
+    path: str
+    request: bytes  # serialized
+    response_type: Any  # the response message class (``FromString``)
+    accept: Callable[[Any], bool]  # True if the answer says the ids are still known
 
 
 def metadata() -> tuple[tuple[str, str], ...]:
