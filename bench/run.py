@@ -1,7 +1,7 @@
 """Run every benchmark under baseline / upstream / ours and print a comparison table.
 
 Usage: .venv/bin/python bench/run.py [--requests N] [--rounds R] [--warmup W] [--only NAME]
-(NAME: core, reporter, http, ray, faults, scaling; see bench/README.md)
+(NAME: core, db, reporter, http, ray, faults, scaling; see bench/README.md)
 
 * baseline: .venv, ``--mode baseline`` (skywalking is never imported)
 * upstream: .venvs/bench-upstream with apache-skywalking==1.2.0 (created on first use)
@@ -110,10 +110,10 @@ def ours_installed() -> bool:
     return proc.returncode == 0 and proc.stdout.strip() == 'company-skywalking'
 
 
-def run_leg(bench: Benchmark, config: Config, args: argparse.Namespace) -> dict[str, Any]:
+def run_leg(bench: Benchmark, config: Config, args: argparse.Namespace, *extra: str) -> dict[str, Any]:
     cmd: list[str | Path] = [config.python, '-I', BENCH_DIR / bench.script, '--mode', config.mode,
                              '--requests', str(args.requests), '--rounds', str(args.rounds),
-                             '--warmup', str(args.warmup)]
+                             '--warmup', str(args.warmup), *extra]
     log(f'{bench.name}/{config.name}: {" ".join(map(str, cmd))}')
     try:
         proc = run(cmd)
@@ -158,7 +158,7 @@ def median_us(result: dict[str, Any] | None) -> float | None:
     return value
 
 
-def table(bench: Benchmark, results: dict[str, dict[str, Any]]) -> str:
+def table(bench: Benchmark, results: dict[str, dict[str, Any]], ratio_spec: str = '.1f') -> str:
     base = median_us(results.get('baseline'))
     rows = [f'### {bench.name}: {bench.description}', '',
             '| config | python | package | median µs/req | best µs/req | × baseline (median) | status |',
@@ -171,19 +171,121 @@ def table(bench: Benchmark, results: dict[str, dict[str, Any]]) -> str:
         status = 'ok' if res.get('ok') else 'n/a' if res.get('skipped') else 'FAILED'
         if not res.get('ok'):
             status += ': ' + str(res.get('error', '?')).replace('|', '/').splitlines()[0]
-        cells = [name, res.get('python', '—'), pkg, fmt(med, '.2f'), fmt(best, '.2f'), fmt(ratio, '.1f'), status]
+        cells = [name, res.get('python', '—'), pkg, fmt(med, '.2f'), fmt(best, '.2f'), fmt(ratio, ratio_spec), status]
         rows.append('| ' + ' | '.join(cells) + ' |')
     up, ours = median_us(results.get('upstream')), median_us(results.get('ours'))
     rows.append('')
     if up is not None and ours is not None:
         rows.append(f'upstream / ours speed-up (median): **{up / ours:.2f}×**'
                     + (f'; tracing overhead upstream {up - base:.2f} µs, ours {ours - base:.2f} µs' if base else ''))
-        if base:
+        if base and bench.name == 'core':
             rows.append(f'\n- target, traced request with reporting off ≤ 6 µs: {ours - base:.2f} µs, '
                         f"{'met' if ours - base <= 6 else 'NOT met'}")
     else:
         rows.append('upstream / ours speed-up: — (a leg did not complete)')
     return '\n'.join(rows)
+
+
+DB = Benchmark('db', 'bench_db.py', 'an entry span around a PyMySQL `SELECT 1` round trip to a local MariaDB '
+                                    '(plus the plugin\'s exit span: one segment, two spans per request)')
+DB_ACCOUNT = ('bench', 'bench-secret', 'bench')  # user, password, database
+
+
+def merge_sessions(sessions: list[dict[str, Any]]) -> dict[str, Any]:
+    """One leg's alternating sessions as one result: the first failure, else the median and best over every
+    timed round of every session (each session's median kept in ``session_medians``)."""
+    for res in sessions:
+        if not res.get('ok'):
+            return res
+    rounds = [r for res in sessions for r in res['us_per_request']['rounds']]
+    merged = dict(sessions[-1])
+    merged['us_per_request'] = {'median': statistics.median(rounds), 'best': min(rounds), 'rounds': rounds}
+    merged['session_medians'] = [res['us_per_request']['median'] for res in sessions]
+    if all('cpu_us_per_request' in res for res in sessions):
+        cpu = [r for res in sessions for r in res['cpu_us_per_request']['rounds']]
+        merged['cpu_us_per_request'] = {'median': statistics.median(cpu), 'rounds': cpu}
+    return merged
+
+
+def db_benchmarks(args: argparse.Namespace, upstream_error: str | None, have_ours: bool) -> bool:
+    """PyMySQL against a local MariaDB (tools/mariadb.py, started once): no agent, apache-skywalking 1.2.0 and
+    ours, in ``--db-sessions`` alternating sessions (fresh processes) of ``--rounds`` × ``--requests``; the table
+    shows the median over every round. The upstream venv gets .venv's PyMySQL version."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tools.mariadb import MariaDB, Unavailable, account_sql  # ours, imported only by this leg
+
+    user, password, database = DB_ACCOUNT
+    error = None if installed_version(OURS_PYTHON, 'PyMySQL') else \
+        'PyMySQL is not installed in .venv (pip install -r requirements/bench.txt)'
+    server = None
+    if error is None:
+        try:
+            server = MariaDB.start(account_sql(user, password, database))
+        except (Unavailable, RuntimeError) as exc:
+            error = f'no MariaDB server: {str(exc).strip()[-2000:]}'
+    skip: dict[str, dict[str, Any]] = {}
+    if upstream_error:
+        skip['upstream'] = {'ok': False, 'error': upstream_error}
+    elif error is None:
+        pin_error = ensure_same_versions(UPSTREAM_PYTHON, ('PyMySQL',))
+        if pin_error:
+            skip['upstream'] = {'ok': False, 'error': pin_error}
+    if not have_ours:
+        skip['ours'] = {'ok': False, 'skipped': True, 'error': 'company-skywalking not installed in .venv (make venv)'}
+    sessions: dict[str, list[dict[str, Any]]] = {config.name: [] for config in CONFIGS}
+    try:
+        if server is not None:
+            where: tuple[str, ...] = ('--port', str(server.port), '--user', user, '--password', password,
+                                      '--database', database)
+            if args.db_cpu >= 0:  # client and server on one CPU: no cross-CPU wake-ups in the round trip
+                server.pin({args.db_cpu})
+                where += ('--cpu', str(args.db_cpu))
+            for _ in range(max(1, args.db_sessions)):
+                for config in CONFIGS:
+                    if config.name not in skip:
+                        sessions[config.name].append(run_leg(DB, config, args, *where))
+    finally:
+        if server is not None:
+            server.stop()
+    results: dict[str, dict[str, Any]] = {}
+    for config in CONFIGS:
+        res = skip.get(config.name) or ({'ok': False, 'error': error} if error else merge_sessions(
+            sessions[config.name]))
+        results[config.name] = res
+        if not res.get('ok'):
+            log(f'db/{config.name} {"n/a" if res.get("skipped") else "FAILED"}: {res.get("error")}')
+            if res.get('traceback'):
+                log(res['traceback'])
+    print(table(DB, results, ratio_spec='.3f'))
+    print('\n' + (f'client and MariaDB pinned to CPU {args.db_cpu}; ' if args.db_cpu >= 0 else 'not pinned; ')
+          + 'median µs/req of each session (the spread shows the noise): ' + '; '.join(
+        f"{name} {', '.join(f'{m:.1f}' for m in res['session_medians'])}" for name, res in results.items()
+        if res.get('session_medians')))
+    cpu = {name: res['cpu_us_per_request']['median'] for name, res in results.items() if res.get('ok')
+           and 'cpu_us_per_request' in res}
+    if cpu:
+        print("the benchmark process's own CPU µs/req (median; the server's excluded): "
+              + ', '.join(f'{name} {value:.2f}' for name, value in cpu.items()))
+    base, up, ours = (median_us(results.get(name)) for name in ('baseline', 'upstream', 'ours'))
+    if base and up is not None and ours is not None:
+        added, up_added = ours - base, up - base
+        half = added <= 0 or (up_added > 0 and added <= up_added / 2)
+        met = added / base * 100 <= 5 and half
+        print(f'\n- target, DB round trip: ours adds ≤ 5 % and ≤ half of what upstream adds: ours {added:+.2f} µs '
+              f'({added / base * 100:+.1f} %), upstream {up_added:+.2f} µs ({up_added / base * 100:+.1f} %), '
+              f"ours / upstream added {fmt(added / up_added if up_added > 0 else None, '.2f')}, "
+              f"{'met' if met else 'NOT met'}")
+    else:
+        print('\n- target, DB round trip: ours adds ≤ 5 % and ≤ half of what upstream adds: — (a leg did not '
+              'complete), NOT met')
+    out = RESULTS_DIR / 'db.json'
+    payload = {'benchmark': DB.name, 'description': DB.description, 'requests': args.requests,
+               'rounds': args.rounds, 'warmup': args.warmup, 'sessions': args.db_sessions, 'cpu': args.db_cpu,
+               'results': results}
+    out.write_text(json.dumps(payload, indent=2) + '\n', encoding='utf-8')
+    print(f'\nwrote {out.relative_to(ROOT)}\n')
+    return bool(results['baseline'].get('ok')) and (bool(results['ours'].get('ok')) or not have_ours)
 
 
 def start_collector(*extra: str, nice: int = 0) -> CollectorProcess:
@@ -425,10 +527,11 @@ HTTP_IMPLS = ('baseline', 'upstream', 'ours')
 HTTP_DEPS = ('fastapi', 'starlette', 'pydantic', 'uvicorn', 'httpx')
 
 
-def ensure_http_deps(python: Path) -> str | None:
-    """The upstream venv gets the same FastAPI/uvicorn/httpx versions as .venv; an error message on failure."""
+def ensure_same_versions(python: Path, dists: tuple[str, ...]) -> str | None:
+    """The upstream venv gets the same versions of ``dists`` as .venv (FastAPI/uvicorn/httpx for the http legs,
+    PyMySQL for db); an error message on failure."""
     pins = []
-    for dist in HTTP_DEPS:
+    for dist in dists:
         version = installed_version(OURS_PYTHON, dist)
         if version is None:
             return f'{dist} is not installed in .venv'
@@ -483,7 +586,7 @@ def http_benchmarks(rounds: int, seconds: float, connections: int, upstream_erro
     alternate, ``rounds`` times, and each number is the median over rounds."""
     impls = [i for i in HTTP_IMPLS if not (i == 'upstream' and upstream_error)]
     if 'upstream' in impls:
-        error = ensure_http_deps(UPSTREAM_PYTHON)
+        error = ensure_same_versions(UPSTREAM_PYTHON, HTTP_DEPS)
         if error:
             log(f'http/upstream n/a: {error}')
             impls.remove('upstream')
@@ -610,8 +713,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--http-seconds', type=float, default=10.0, help='measured seconds per HTTP leg')
     parser.add_argument('--http-connections', type=int, default=16, help='load generator connections')
     parser.add_argument('--only', action='append',
-                        choices=[*(b.name for b in BENCHMARKS), 'reporter', 'http', 'ray', 'faults', 'scaling'],
+                        choices=[*(b.name for b in BENCHMARKS), 'db', 'reporter', 'http', 'ray', 'faults', 'scaling'],
                         help='run only these')
+    parser.add_argument('--db-sessions', type=int, default=5, help='alternating sessions of the db legs')
+    parser.add_argument('--db-cpu', type=int, default=max(os.sched_getaffinity(0)),
+                        help='the CPU the db legs and their MariaDB share (default: the last one; -1: no pinning)')
     parser.add_argument('--fault-requests', type=int, default=3000, help='requests per fault case')
     parser.add_argument('--segments', type=int, default=5000, help='segments per reporter throughput leg')
     parser.add_argument('--soak-minutes', type=float, default=10, help='collector-down soak (0 skips it)')
@@ -664,6 +770,9 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(payload, indent=2) + '\n', encoding='utf-8')
         print(f'wrote {out.relative_to(ROOT)}\n')
 
+    if not args.only or 'db' in args.only:
+        if not db_benchmarks(args, upstream_error, have_ours):
+            failed.append('db')
     if have_ours and (not args.only or 'reporter' in args.only):
         if not reporter_benchmarks(args, not upstream_error, soak):
             failed.append('reporter/ours')

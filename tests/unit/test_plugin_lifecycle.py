@@ -194,14 +194,68 @@ def _loguru(ctx: Ctx, expect: bool) -> int:
     return int("tid" in records[0]["extra"])
 
 
+def _pymysql(ctx: Ctx, expect: bool) -> int:
+    """A connection that never connected (no server needed): the statement's exit span records the error."""
+    import pymysql
+
+    def call() -> None:
+        conn = pymysql.connect(host="127.0.0.1", port=1, defer_connect=True)
+        with pytest.raises(pymysql.err.InterfaceError):
+            conn.cursor().execute("SELECT 1")
+
+    return ctx.spans(call, expect)
+
+
+def _pika(ctx: Ctx, expect: bool) -> int:
+    """A channel that was never opened (no broker needed): the publish's exit span records the error."""
+    from types import SimpleNamespace
+
+    import pika.channel
+    import pika.exceptions
+
+    connection = SimpleNamespace(callbacks=None, params=SimpleNamespace(host="127.0.0.1", port=5672))
+
+    def call() -> None:
+        channel = pika.channel.Channel(connection, 1, lambda *_: None)
+        with pytest.raises(pika.exceptions.ChannelWrongStateError):
+            channel.basic_publish("", "lifecycle", b"x")
+
+    return ctx.spans(call, expect)
+
+
+def _celery(ctx: Ctx, expect: bool) -> int:
+    """kombu's in-memory transport (no broker needed): a sent task and a task run in this process."""
+    from celery import Celery
+
+    app = Celery("lifecycle", broker="memory://")
+
+    @app.task(name="lifecycle.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    def call() -> None:
+        app.send_task("lifecycle.add", args=(1, 2))
+        assert add.apply(args=(1, 2)).get() == 3
+
+    try:
+        return ctx.spans(call, expect)
+    finally:
+        app.close()
+
+
 EXERCISES: dict[str, Callable[[Ctx, bool], int]] = {
     "sw_urllib_request": _urllib_request, "sw_http_server": _urllib_request, "sw_requests": _requests,
     "sw_urllib3": _urllib3, "sw_httpx": _httpx, "sw_aiohttp": _aiohttp, "sw_flask": _flask,
     "sw_starlette": _starlette, "sw_redis": _redis, "sw_grpc": _grpc, "sw_logging": _logging, "sw_loguru": _loguru,
+    "sw_pymysql": _pymysql, "sw_rabbitmq": _pika, "sw_celery": _celery,
 }
 NO_CALL = {  # originals are still checked for these
     "sw_django": "a Django request needs configured settings (process-wide); tests/plugins runs real apps",
     "sw_ray": "a Ray call needs a Ray session; tests/ray runs real clusters",
+    "sw_psycopg2": "a psycopg2 connection needs a server; tests/plugins/test_postgres.py runs a real PostgreSQL",
+    "sw_psycopg": "a psycopg connection needs a server; tests/plugins/test_postgres.py runs a real PostgreSQL",
+    "sw_asyncpg": "an asyncpg connection needs a server; tests/plugins/test_postgres.py runs a real PostgreSQL",
+    "sw_mysqlclient": "a MySQLdb connection needs a server; tests/plugins/test_mysql.py runs a real MariaDB",
 }
 
 

@@ -1,0 +1,302 @@
+"""``pika`` (RabbitMQ, pika 1.2+).
+
+Producer: an exit span ``RabbitMQ/Topic/<exchange>/Queue/<routing key>/Producer`` around
+``BlockingChannel.basic_publish`` (the whole call, publisher-confirm wait included) and around
+``Channel.basic_publish`` (SelectConnection and the other asynchronous adapters; a blocking publish is not traced
+twice). The headers of ``agent_propagation`` (``sw6`` by default) are added to the message's
+``properties.headers`` on a copy: the caller's ``BasicProperties`` object is left as it was.
+
+Consumer: an entry span ``RabbitMQ/Topic/<exchange>/Queue/<routing key>/Consumer`` per delivered message,
+continuing the header it carries: around each ``BlockingChannel.basic_consume`` callback and each
+``Channel.basic_consume`` callback (SelectConnection and the other asynchronous adapters); around the
+``BlockingChannel.basic_get`` call that returned a message; for ``BlockingChannel.consume()``, from the moment the
+generator hands a message over until the loop asks for the next one (or closes the generator), so that the
+work done on the message is part of the trace. A ``basic_get`` or ``consume()`` the broker refuses (unknown
+queue, closed channel) gets an error entry span ``RabbitMQ/Topic//Queue/<queue>/Consumer``.
+
+Layer MQ, components RabbitmqProducer (52) / RabbitmqConsumer (53), peer = the connection's ``host:port``; tags
+``mq.broker`` (``host:port``), ``mq.topic`` (the exchange), ``mq.queue`` (producer: the routing key; consumer: the
+queue consumed from, the routing key when unknown). A call that raises marks its span as an error and the
+exception reaches the application unchanged. Not traced: the asynchronous ``Channel.basic_get`` callback."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import time
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+from skywalking import Component, Layer
+from skywalking.loggings import logger
+from skywalking.plugins import Plugin
+from skywalking.plugins._peer import host_port
+from skywalking.trace.carrier import inbound_carrier
+from skywalking.trace.context import get_context, inside_exit_span
+from skywalking.trace.span import Span
+from skywalking.trace.tags import TagMqBroker, TagMqQueue, TagMqTopic
+
+_PROPERTIES_AT = 3  # basic_publish(exchange, routing_key, body, properties, mandatory)
+
+
+def _op(exchange: Any, routing_key: Any, role: str) -> str:
+    return f"RabbitMQ/Topic/{exchange or ''}/Queue/{routing_key or ''}/{role}"
+
+
+def _broker(channel: Any) -> str | None:
+    """``host:port`` of the connection of ``channel`` (a ``BlockingChannel`` or an adapter's ``Channel``)."""
+    impl = getattr(channel, "_impl", channel)
+    params = getattr(getattr(impl, "connection", None), "params", None)
+    host = getattr(params, "host", None)
+    return host_port(str(host), getattr(params, "port", None)) if host else None
+
+
+def _tag(span: Span, broker: str | None, exchange: Any, queue: Any) -> None:
+    span.layer = Layer.MQ
+    if broker:
+        span.tag(TagMqBroker(broker))
+    span.tag(TagMqTopic(str(exchange or ""))).tag(TagMqQueue(str(queue or "")))
+
+
+# -- producer -------------------------------------------------------------------------------------------------------
+
+def _argument(args: tuple[Any, ...], kwargs: dict[str, Any], at: int, name: str) -> Any:
+    return args[at] if len(args) > at else kwargs.get(name)
+
+
+def _with_headers(args: tuple[Any, ...], kwargs: dict[str, Any],
+                  headers: dict[str, str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's arguments with ``headers`` added to a copy of its properties (made when there are none)."""
+    properties = _argument(args, kwargs, _PROPERTIES_AT, "properties")
+    if properties is None:
+        properties = importlib.import_module("pika.spec").BasicProperties(headers=dict(headers))
+    else:
+        properties = copy.copy(properties)  # the caller may reuse its object for other messages
+        properties.headers = {**(properties.headers or {}), **headers}
+    if len(args) > _PROPERTIES_AT:
+        return (*args[:_PROPERTIES_AT], properties, *args[_PROPERTIES_AT + 1:]), kwargs
+    return args, {**kwargs, "properties": properties}
+
+
+def _producer_span(channel: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | None:
+    """The started exit span of a publish; None when it is not to be traced."""
+    if inside_exit_span():
+        return None
+    try:
+        exchange = _argument(args, kwargs, 0, "exchange")
+        routing_key = _argument(args, kwargs, 1, "routing_key")
+        broker = _broker(channel)
+        span = get_context().new_exit_span(op=_op(exchange, routing_key, "Producer"), peer=broker,
+                                           component=Component.RabbitmqProducer)
+        _tag(span, broker, exchange, routing_key)
+        return span.start()
+    except Exception:  # never into the application: publish untraced
+        logger.debug("sw_rabbitmq: no span for a publish", exc_info=True)
+        return None
+
+
+def _basic_publish(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    span = _producer_span(instance, args, kwargs)
+    if span is None:
+        return wrapped(*args, **kwargs)
+    try:
+        try:
+            headers = {item.key: item.val for item in span.inject()}
+            if headers:
+                args, kwargs = _with_headers(args, kwargs, headers)
+        except Exception:  # publish without the header rather than not at all
+            logger.debug("sw_rabbitmq: no header for a publish", exc_info=True)
+        return wrapped(*args, **kwargs)
+    except Exception:
+        span.raised()
+        raise
+    finally:
+        span.stop()
+
+
+# -- consumer -------------------------------------------------------------------------------------------------------
+
+def _header_lookup(properties: Any) -> Callable[[str], str | None]:
+    found: dict[str, str] = {}
+    for key, value in (getattr(properties, "headers", None) or {}).items():
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("utf-8", "replace")
+        if isinstance(value, str):
+            found[str(key).lower()] = value
+    return found.get
+
+
+def _consumer_span(channel: Any, method: Any, properties: Any, queue: Any) -> Span | None:
+    """The started entry span of one delivered message; None when it cannot be made."""
+    try:
+        exchange, routing_key = getattr(method, "exchange", ""), getattr(method, "routing_key", "")
+        broker = _broker(channel)
+        span = get_context().new_entry_span(_op(exchange, routing_key, "Consumer"),
+                                            inbound_carrier(_header_lookup(properties)))
+        span.component = Component.RabbitmqConsumer
+        span.peer = broker
+        _tag(span, broker, exchange, queue or routing_key)
+        return span.start()
+    except Exception:
+        logger.debug("sw_rabbitmq: no span for a delivery", exc_info=True)
+        return None
+
+
+def _refused(channel: Any, queue: Any, start_ms: int) -> None:
+    """An error entry span for a receive call that raised (called in its ``except`` block)."""
+    try:
+        broker = _broker(channel)
+        span = get_context().new_entry_span(_op("", queue, "Consumer"))
+        span.component = Component.RabbitmqConsumer
+        span.peer = broker
+        _tag(span, broker, "", queue)
+        with span:
+            span.start_time = start_ms
+            span.raised()
+    except Exception:
+        logger.debug("sw_rabbitmq: no span for a failed receive", exc_info=True)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _traced_callback(callback: Any, queue: Any) -> Any:
+    """``callback(channel, method, properties, body)`` inside the entry span of its message."""
+    if not callable(callback) or getattr(callback, "_sw_rabbitmq", False):
+        return callback
+
+    def on_message(*args: Any, **kwargs: Any) -> Any:
+        span = None
+        if plugin.installed and len(args) >= 3:
+            span = _consumer_span(args[0], args[1], args[2], queue)
+        if span is None:
+            return callback(*args, **kwargs)
+        try:
+            return callback(*args, **kwargs)
+        except Exception:
+            span.raised()
+            raise
+        finally:
+            span.stop()
+
+    on_message._sw_rabbitmq = True  # type: ignore[attr-defined]
+    on_message.__wrapped__ = callback  # type: ignore[attr-defined]
+    return on_message
+
+
+def _with_callback(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``basic_consume(queue, on_message_callback, ...)`` arguments with the callback traced."""
+    queue = _argument(args, kwargs, 0, "queue")
+    if len(args) > 1:
+        return (args[0], _traced_callback(args[1], queue), *args[2:]), kwargs
+    if "on_message_callback" in kwargs:
+        return args, {**kwargs, "on_message_callback": _traced_callback(kwargs["on_message_callback"], queue)}
+    return args, kwargs
+
+
+def _blocking_basic_consume(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    try:
+        args, kwargs = _with_callback(args, kwargs)
+    except Exception:
+        logger.debug("sw_rabbitmq: consumer callback not traced", exc_info=True)
+    return wrapped(*args, **kwargs)
+
+
+def _basic_consume(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    try:
+        callback = _argument(args, kwargs, 1, "on_message_callback")
+        # a BlockingChannel's own sink only queues the delivery: its user callback is traced instead
+        if not _is_blocking_sink(callback):
+            args, kwargs = _with_callback(args, kwargs)
+    except Exception:
+        logger.debug("sw_rabbitmq: consumer callback not traced", exc_info=True)
+    return wrapped(*args, **kwargs)
+
+
+def _is_blocking_sink(callback: Any) -> bool:
+    blocking = importlib.import_module("pika.adapters.blocking_connection")  # pika has no type information
+    return isinstance(getattr(callback, "__self__", None), blocking.BlockingChannel)
+
+
+def _basic_get(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    if not plugin.installed:
+        return wrapped(*args, **kwargs)
+    queue = _argument(args, kwargs, 0, "queue")
+    start = _now_ms()
+    try:
+        result = wrapped(*args, **kwargs)
+    except Exception:
+        _refused(instance, queue, start)
+        raise
+    try:
+        method, properties, _ = result
+        if method is not None:
+            span = _consumer_span(instance, method, properties, queue)
+            if span is not None:
+                span.start_time = start
+                span.stop()
+    except Exception:
+        logger.debug("sw_rabbitmq: no span for basic_get", exc_info=True)
+    return result
+
+
+def _consume(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    messages = wrapped(*args, **kwargs)
+    if not plugin.installed:
+        return messages
+    return _traced_messages(messages, instance, _argument(args, kwargs, 0, "queue"))
+
+
+def _traced_messages(messages: Iterator[Any], channel: Any, queue: Any) -> Generator[Any, None, None]:
+    """``consume()``'s messages, each inside its entry span until the next one is asked for."""
+    try:
+        while True:
+            start = _now_ms()
+            try:
+                message = next(messages)
+            except StopIteration:
+                return
+            except Exception:
+                _refused(channel, queue, start)
+                raise
+            span = None
+            try:
+                method, properties, _ = message
+                if method is not None:  # (None, None, None): the inactivity timeout
+                    span = _consumer_span(channel, method, properties, queue)
+            except Exception:
+                logger.debug("sw_rabbitmq: no span for a consumed message", exc_info=True)
+            if span is None:
+                yield message
+                continue
+            try:
+                yield message
+            except Exception:
+                span.raised()
+                raise
+            finally:
+                span.stop()
+    finally:
+        close = getattr(messages, "close", None)
+        if close is not None:
+            close()
+
+
+class PikaPlugin(Plugin):
+    name = "sw_rabbitmq"
+    instruments = ("pika>=1.2",)
+    modules = ("pika",)
+    note = ("RabbitMQ through pika: `BlockingChannel` (`basic_publish`, `basic_consume` callbacks, `basic_get`, "
+            "`consume()`) and the asynchronous adapters' `Channel` (`basic_publish`, `basic_consume` callbacks)")
+
+    def _install(self) -> None:
+        self.wrap("pika.channel", "Channel.basic_publish", _basic_publish)
+        self.wrap("pika.channel", "Channel.basic_consume", _basic_consume)
+        self.wrap("pika.adapters.blocking_connection", "BlockingChannel.basic_publish", _basic_publish)
+        self.wrap("pika.adapters.blocking_connection", "BlockingChannel.basic_consume", _blocking_basic_consume)
+        self.wrap("pika.adapters.blocking_connection", "BlockingChannel.basic_get", _basic_get)
+        self.wrap("pika.adapters.blocking_connection", "BlockingChannel.consume", _consume)
+
+
+plugin = PikaPlugin()

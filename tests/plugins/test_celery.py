@@ -1,0 +1,134 @@
+"""sw_celery against a real RabbitMQ broker on 127.0.0.1 (tests/plugins/rabbitmq.py; skips, or fails under CI /
+SW_REQUIRE_RABBITMQ, without one) and a real worker, ``sw-python run celery -A tests.plugins.apps.celery_app
+worker`` (solo pool).
+
+The service test sends tasks from apps/celery_producer_app.py, called with sw6 by a traced caller, and checks
+expected/celery.json: the caller, the producer's exit spans and the worker's entry spans form one trace, a retry
+(with a countdown) included; a failing task and a broker that is down are errors. The in-process tests check the
+header in the message and uninstall."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skywalking.reporter.memory import MemoryReporter
+from skywalking.trace.context import get_context
+from tests.plugins import expect
+from tests.plugins.rabbitmq import RabbitMQServer, rabbitmq_server_script
+from tests.protocol.procs import Collector, Proc, Service, clean_env, free_port, wait_for
+
+HERE = Path(__file__).parent
+PRODUCER = HERE / "apps" / "celery_producer_app.py"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[RabbitMQServer]:
+    pytest.importorskip("celery")
+    server = RabbitMQServer(rabbitmq_server_script())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_tasks_and_their_worker_runs_form_one_trace(broker: RabbitMQServer, pool: str) -> None:
+    collector = Collector()
+    procs: list[Proc] = []
+    try:
+        def env(name: str, **extra: str) -> dict[str, str]:
+            return clean_env(SW_AGENT_NAME=name, SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
+                             SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"{name}-1",
+                             SW_TEST_AMQP_PORT=str(broker.port),
+                             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
+
+        # the prefork pool's processes are forked children: they trace with the fork support option
+        fork = {"SW_AGENT_EXPERIMENTAL_FORK_SUPPORT": "true"} if pool == "prefork" else {}
+        worker = Proc([str(BIN / "sw-python"), "run", "celery", "-A", "tests.plugins.apps.celery_app", "worker",
+                       "-P", pool, "-c", "1", "--without-mingle", "--without-gossip", "--without-heartbeat",
+                       "-l", "warning"],
+                      env("plugin-celery-worker", **fork), "worker ready", timeout=90)
+        procs.append(worker)
+        closed = free_port()
+        front = Proc([sys.executable, str(PRODUCER), str(broker.port), str(closed)], env("plugin-celery-producer"),
+                     "ready port=")
+        procs.append(front)
+        front_port = int(front.ready_line.split("=")[1])
+        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
+        procs.append(caller)
+        answer = caller.call(next=f"http://127.0.0.1:{front_port}/tasks")["downstream"]
+        assert answer["down"] == "OperationalError" and {"add", "flaky", "fail"} <= set(answer), answer
+
+        ran = ["ran sw.add SUCCESS 5\n", "ran sw.flaky RETRY", "ran sw.flaky SUCCESS 'x after 1 retry'\n",
+               "ran sw.fail FAILURE ValueError('boom')\n"]
+        wait_for(lambda: all(any(line.startswith(r) for line in worker.stdout) for r in ran), timeout=30,
+                 what=f"{ran} in {worker.stdout} {worker.stderr[-20:]}")
+        collector.segments(6)
+        collector.settled()
+        expected = expect.load(HERE / "expected" / "celery.json", front=front_port, amqp=broker.port, closed=closed)
+        segments = collector.api("/api/segments")
+        expect.check(expected, segments)
+        assert len({s["traceId"] for s in segments}) == 1, [(s["service"], s["traceId"]) for s in segments]
+        assert collector.api("/api/drops") == []
+    finally:
+        for proc in procs:
+            proc.stop()
+        collector.stop()
+
+
+@pytest.fixture
+def celery_app(broker: RabbitMQServer) -> Iterator[Any]:
+    from celery import Celery
+
+    app = Celery("sw-in-process", broker=f"amqp://guest:guest@127.0.0.1:{broker.port}//")
+    app.conf.update(task_default_queue="sw-in-process", task_publish_retry=False)
+    yield app
+    app.close()
+
+
+def _message(app: Any, queue: str) -> Any:
+    with app.connection_for_read() as connection:
+        simple = connection.SimpleQueue(queue)
+        try:
+            message = simple.get(timeout=10)
+            message.ack()
+            return message
+        finally:
+            simple.close()
+
+
+def test_the_header_is_in_the_task_message(celery_app: Any, reporter: MemoryReporter, broker: RabbitMQServer) -> None:
+    with get_context().new_local_span("/test"):
+        celery_app.send_task("sw.anything", args=(1,), kwargs={"k": "v"})
+    exit_span = reporter.segments[-1].spans[0]
+    assert exit_span.op == "celery/sw.anything" and exit_span.peer == f"127.0.0.1:{broker.port}"
+    tags = {t.key: t.val for t in exit_span.tags}
+    assert tags == {"mq.broker": f"127.0.0.1:{broker.port}", "celery.parameters": "args=(1,), kwargs={'k': 'v'}"}
+    message = _message(celery_app, "sw-in-process")
+    assert message.headers["task"] == "sw.anything" and message.headers["sw6"].startswith("1-"), message.headers
+
+
+def test_uninstall_restores_the_originals(celery_app: Any, reporter: MemoryReporter) -> None:
+    import celery.app.base
+    import wrapt
+
+    from skywalking.plugins.sw_celery import plugin
+
+    assert plugin.installed and isinstance(celery.app.base.Celery.__dict__["send_task"], wrapt.FunctionWrapper)
+    plugin.uninstall()
+    try:
+        assert not isinstance(celery.app.base.Celery.__dict__["send_task"], wrapt.FunctionWrapper)
+        with get_context().new_local_span("/test"):
+            celery_app.send_task("sw.anything")
+        assert [s.op for s in reporter.segments[-1].spans] == ["/test"]
+        assert "sw6" not in _message(celery_app, "sw-in-process").headers
+    finally:
+        assert plugin.install()
+    assert isinstance(celery.app.base.Celery.__dict__["send_task"], wrapt.FunctionWrapper)

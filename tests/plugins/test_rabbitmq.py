@@ -1,0 +1,319 @@
+"""sw_rabbitmq against a real RabbitMQ broker on 127.0.0.1 (started here on free ports by tests/plugins/rabbitmq.py from
+Debian's rabbitmq-server, which tools/rabbitmq-server.sh installs when missing). Without it the tests skip, or
+fail when CI or SW_REQUIRE_RABBITMQ is set.
+
+The service test runs a producer (apps/pika_producer_app.py, called with sw6 by a traced caller) and a consumer
+(apps/pika_consumer_app.py) in two processes and checks expected/rabbitmq.json: one trace from the caller through the
+producer's exit spans to the consumer's entry spans. The in-process tests check what the file cannot: the
+header in the message, the caller's properties, errors, our own failures, the generator's span, uninstall."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skywalking.reporter.memory import MemoryReporter
+from skywalking.trace.context import get_context
+from tests.plugins import expect
+from tests.plugins.rabbitmq import RabbitMQServer, rabbitmq_server_script
+from tests.protocol.procs import Collector, Proc, Service, clean_env, wait_for
+
+HERE = Path(__file__).parent
+PRODUCER = HERE / "apps" / "pika_producer_app.py"
+CONSUMER = HERE / "apps" / "pika_consumer_app.py"
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[RabbitMQServer]:
+    pytest.importorskip("pika")
+    server = RabbitMQServer(rabbitmq_server_script())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- two services, their caller and the collector -----------------------------------------------------------------
+
+def test_a_producer_and_a_consumer_process_form_one_trace(broker: RabbitMQServer) -> None:
+    collector = Collector()
+    procs: list[Proc] = []
+    try:
+        def env(name: str) -> dict[str, str]:
+            return clean_env(SW_AGENT_NAME=name, SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
+                             SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"{name}-1")
+
+        consumer = Proc([sys.executable, str(CONSUMER), str(broker.port)], env("plugin-rabbitmq-consumer"), "ready",
+                        timeout=60)
+        procs.append(consumer)
+        assert any(line.startswith("refused 404") for line in consumer.stdout), consumer.stdout
+        front = Proc([sys.executable, str(PRODUCER), str(broker.port)], env("plugin-rabbitmq-producer"), "ready port=")
+        procs.append(front)
+        front_port = int(front.ready_line.split("=")[1])
+        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
+        procs.append(caller)
+        answer = caller.call(next=f"http://127.0.0.1:{front_port}/publish")["downstream"]
+        assert answer == {"props_untouched": True, "unknown_exchange": ["ChannelClosedByBroker", 404],
+                          "closed_channel": "ChannelWrongStateError"}, answer
+
+        consumed = [f"consumed {line}\n" for line in (
+            "sw-callback to the callback consumer", "sw-generator to the generator consumer",
+            "sw-async to the async consumer", "sw-get forwarded to the callback consumer")]
+        wait_for(lambda: all(line in consumer.stdout for line in consumed), timeout=30,
+                 what=f"{consumed} in {consumer.stdout} {consumer.stderr}")
+        collector.segments(7)
+        collector.settled()
+        expected = expect.load(HERE / "expected" / "rabbitmq.json", front=front_port, amqp=broker.port)
+        segments = collector.api("/api/segments")
+        expect.check(expected, segments)
+        linked = [s for s in segments if s["spans"][-1]["operationName"] != "RabbitMQ/Topic//Queue/sw-missing/Consumer"]
+        assert len({s["traceId"] for s in linked}) == 1, [(s["service"], s["traceId"]) for s in linked]
+        assert collector.api("/api/drops") == []
+    finally:
+        for proc in procs:
+            proc.stop()
+        collector.stop()
+
+
+# -- in this process ----------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def channel(broker: RabbitMQServer, reporter: MemoryReporter) -> Iterator[Any]:
+    import pika
+
+    connection = pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=broker.port))
+    yield connection.channel()
+    if connection.is_open:
+        connection.close()
+
+
+@pytest.fixture
+def queue(channel: Any) -> str:
+    name = f"sw-test-{uuid.uuid4().hex[:8]}"
+    channel.queue_declare(name, auto_delete=True)
+    return name
+
+
+def _traced(reporter: MemoryReporter, fn: Any) -> tuple[Any, list[Any]]:
+    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
+    with get_context().new_local_span("/test"):
+        result = fn()
+    assert reporter.wait_for(1)
+    return result, list(reporter.segments[-1].spans)
+
+
+def _get(channel: Any, queue: str) -> tuple[Any, Any, Any]:
+    return wait_for(lambda: (lambda got: got if got[0] is not None else None)(channel.basic_get(queue, True)),
+                    what=f"a message in {queue}")
+
+
+def test_the_header_goes_into_a_copy_of_the_properties(channel: Any, queue: str, reporter: MemoryReporter,
+                                                      broker: RabbitMQServer) -> None:
+    import pika
+
+    props = pika.BasicProperties(headers={"app": "x"}, content_type="text/plain")
+    _, spans = _traced(reporter, lambda: channel.basic_publish("", queue, b"one", props))
+    assert props.headers == {"app": "x"}
+    exit_span = spans[0]
+    assert exit_span.op == f"RabbitMQ/Topic//Queue/{queue}/Producer" and exit_span.peer == f"127.0.0.1:{broker.port}"
+    assert {t.key: t.val for t in exit_span.tags} == {"mq.broker": f"127.0.0.1:{broker.port}", "mq.topic": "",
+                                                       "mq.queue": queue}
+    method, received, body = _get(channel, queue)
+    assert body == b"one" and received.content_type == "text/plain" and received.headers["app"] == "x"
+    assert received.headers["sw6"].startswith("1-"), received.headers
+
+    reporter.segments.clear()
+    _traced(reporter, lambda: channel.basic_publish("", queue, b"two"))  # no properties: some are made
+    method, received, body = _get(channel, queue)
+    assert body == b"two" and set(received.headers) == {"sw6"}
+
+
+def test_sw8_when_configured(broker: RabbitMQServer, start_agent: Any) -> None:
+    import pika
+
+    reporter = start_agent(agent_protocol_version="v8")
+    connection = pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=broker.port))
+    try:
+        channel = connection.channel()
+        name = channel.queue_declare("", exclusive=True).method.queue
+        _traced(reporter, lambda: channel.basic_publish("", name, b"v8"))
+        method, received, body = _get(channel, name)
+        assert "sw8" in received.headers and "sw6" not in received.headers, received.headers
+        # the consumer's entry span continues it
+        assert method is not None and reporter.wait_for(2)
+        entry = reporter.segments[-1].spans[0]
+        assert entry.op == f"RabbitMQ/Topic//Queue/{name}/Consumer" and len(entry.refs) == 1
+        assert str(reporter.segments[-1].related_traces[0]) == str(reporter.segments[0].related_traces[0])
+    finally:
+        connection.close()
+
+
+def test_a_refused_publish_and_get_are_errors_and_reraised_untouched(broker: RabbitMQServer,
+                                                                   reporter: MemoryReporter) -> None:
+    import pika
+    import pika.exceptions
+
+    connection = pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=broker.port))
+    raised: list[BaseException] = []
+    try:
+        def calls() -> None:
+            confirming = connection.channel()
+            confirming.confirm_delivery()
+            try:
+                confirming.basic_publish("sw.nowhere", "key", b"x")
+            except pika.exceptions.ChannelClosedByBroker as e:
+                raised.append(e)
+            getter = connection.channel()
+            try:
+                getter.basic_get("sw-missing-queue")
+            except pika.exceptions.ChannelClosedByBroker as e:
+                raised.append(e)
+            try:
+                getter.basic_publish("", "q", b"x")
+            except pika.exceptions.ChannelWrongStateError as e:
+                raised.append(e)
+
+        _, spans = _traced(reporter, calls)
+    finally:
+        connection.close()
+    assert [type(e).__name__ for e in raised] == ["ChannelClosedByBroker", "ChannelClosedByBroker",
+                                                  "ChannelWrongStateError"]
+    assert [e.reply_code for e in raised[:2]] == [404, 404]  # type: ignore[attr-defined]
+    assert [(s.op, s.error_occurred) for s in spans] == [
+        ("RabbitMQ/Topic/sw.nowhere/Queue/key/Producer", True),
+        ("RabbitMQ/Topic//Queue/sw-missing-queue/Consumer", True),
+        ("RabbitMQ/Topic//Queue/q/Producer", True),
+        ("/test", False)]
+    assert "ChannelClosedByBroker" in spans[0].logs[0].items[0].val
+    assert "ChannelWrongStateError" in spans[2].logs[0].items[0].val
+
+
+def test_a_failing_callback_is_an_error_span_and_its_exception_unchanged(channel: Any, queue: str,
+                                                                        reporter: MemoryReporter) -> None:
+    class Boom(Exception):
+        pass
+
+    def on_message(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+        raise Boom(body)
+
+    channel.basic_publish("", queue, b"bad")  # a root exit span of its own: the message carries a header
+    channel.basic_consume(queue, on_message, auto_ack=True)
+    with pytest.raises(Boom) as info:
+        for _ in range(50):
+            channel.connection.process_data_events(time_limit=0.1)
+    assert info.value.args == (b"bad",)
+    (entry,) = reporter.segments[-1].spans
+    assert entry.op == f"RabbitMQ/Topic//Queue/{queue}/Consumer" and entry.error_occurred and len(entry.refs) == 1
+    assert "Boom" in entry.logs[0].items[0].val
+
+
+def test_the_generator_span_lasts_until_the_next_message_is_asked_for(channel: Any, queue: str,
+                                                                    reporter: MemoryReporter) -> None:
+    _traced(reporter, lambda: [channel.basic_publish("", queue, body) for body in (b"1", b"2")])
+    reporter.segments.clear()
+    messages = channel.consume(queue, auto_ack=True)
+    bodies = []
+    for _, _, body in messages:
+        with get_context().new_local_span("/work"):
+            bodies.append(body)
+        if len(bodies) == 2:
+            break
+    assert len(reporter.segments) == 1  # segments are reported as they end: the second one is still open
+    messages.close()  # ends it
+    channel.cancel()
+    assert len(reporter.segments) == 2
+    assert bodies == [b"1", b"2"]
+    for segment in reporter.segments:
+        assert [s.op for s in segment.spans] == ["/work", f"RabbitMQ/Topic//Queue/{queue}/Consumer"]
+        assert len(segment.spans[1].refs) == 1
+
+
+def test_select_connection_publish_and_callback(broker: RabbitMQServer, reporter: MemoryReporter) -> None:
+    import pika
+
+    name = f"sw-async-{uuid.uuid4().hex[:8]}"
+    done = threading.Event()
+    seen: list[bytes] = []
+
+    def on_message(channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        seen.append(body)
+        channel.connection.close()
+
+    def on_consuming(channel: Any) -> None:
+        with get_context().new_local_span("/async-producer"):
+            channel.basic_publish("", name, b"async", pika.BasicProperties(headers={"k": "v"}))
+
+    def on_declared(channel: Any) -> None:
+        channel.basic_consume(name, on_message, auto_ack=True, callback=lambda _: on_consuming(channel))
+
+    def on_channel(channel: Any) -> None:
+        channel.queue_declare(name, auto_delete=True, callback=lambda _: on_declared(channel))
+
+    connection = pika.SelectConnection(pika.ConnectionParameters(host="127.0.0.1", port=broker.port),
+                                       on_open_callback=lambda conn: conn.channel(on_open_callback=on_channel),
+                                       on_close_callback=lambda *_: (done.set(), connection.ioloop.stop()))
+    thread = threading.Thread(target=connection.ioloop.start, daemon=True)
+    thread.start()
+    assert done.wait(30) and seen == [b"async"]
+    thread.join(10)
+    assert reporter.wait_for(2)
+    producer = next(s for s in reporter.segments if s.spans[-1].op == "/async-producer")
+    consumer = next(s for s in reporter.segments if s is not producer)
+    assert [s.op for s in producer.spans] == [f"RabbitMQ/Topic//Queue/{name}/Producer", "/async-producer"]
+    assert [s.op for s in consumer.spans] == [f"RabbitMQ/Topic//Queue/{name}/Consumer"]
+    ref = consumer.spans[0].refs[0]
+    assert ref.segment_id == producer.segment_id and ref.span_id == producer.spans[0].sid
+    assert consumer.spans[0].component.value == 53 and producer.spans[0].component.value == 52
+
+
+def test_a_failure_of_the_plugin_publishes_and_consumes_untraced(channel: Any, queue: str, reporter: MemoryReporter,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from skywalking.plugins import sw_rabbitmq
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("plugin bug")
+
+    monkeypatch.setattr(sw_rabbitmq, "_broker", broken)
+    _, spans = _traced(reporter, lambda: channel.basic_publish("", queue, b"plain"))
+    assert [s.op for s in spans] == ["/test"]
+    reporter.segments.clear()
+    method, properties, body = _get(channel, queue)
+    assert body == b"plain" and not properties.headers
+    assert not reporter.segments
+
+
+def test_nothing_inside_an_exit_span(channel: Any, queue: str, reporter: MemoryReporter) -> None:
+    def call() -> None:
+        with get_context().new_exit_span(op="mq-layer", peer="somewhere"):
+            channel.basic_publish("", queue, b"inner")
+
+    _, spans = _traced(reporter, call)
+    assert [s.op for s in spans] == ["mq-layer", "/test"]
+
+
+def test_uninstall_restores_the_originals(channel: Any, queue: str, reporter: MemoryReporter) -> None:
+    import pika.adapters.blocking_connection as blocking
+    import pika.channel
+    import wrapt
+
+    from skywalking.plugins.sw_rabbitmq import plugin
+
+    names = [(pika.channel.Channel, "basic_publish"), (pika.channel.Channel, "basic_consume"),
+             (blocking.BlockingChannel, "basic_publish"), (blocking.BlockingChannel, "basic_consume"),
+             (blocking.BlockingChannel, "basic_get"), (blocking.BlockingChannel, "consume")]
+    targets = [cls.__dict__[name] for cls, name in names]
+    assert plugin.installed and all(isinstance(t, wrapt.FunctionWrapper) for t in targets)
+    plugin.uninstall()
+    try:
+        assert [cls.__dict__[name] for cls, name in names] == [t.__wrapped__ for t in targets]
+        _, spans = _traced(reporter, lambda: channel.basic_publish("", queue, b"plain"))
+        assert [s.op for s in spans] == ["/test"]
+    finally:
+        assert plugin.install()
+    assert isinstance(blocking.BlockingChannel.__dict__["basic_get"], wrapt.FunctionWrapper)
