@@ -14,7 +14,7 @@ cursors."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from skywalking import Component
@@ -80,7 +80,13 @@ def _open(span: Span) -> None:
     span.stop()
 
 
-def _traced_rows(span: Span, rows: Iterator[Any]) -> Iterator[Any]:
+def _traced_rows(make: Callable[[], Span | None], rows: Iterator[Any]) -> Iterator[Any]:
+    """``rows`` in a span made when the first row is asked for: psycopg sends the query then, and the segment
+    live at ``stream()`` time may be over by then (a streamed HTTP response body)."""
+    span = make()
+    if span is None:
+        yield from rows
+        return
     _open(span)
     try:
         yield from rows  # close() and throw() reach psycopg's generator, which ends the query
@@ -91,7 +97,12 @@ def _traced_rows(span: Span, rows: Iterator[Any]) -> Iterator[Any]:
         span.async_finish()
 
 
-async def _traced_rows_async(span: Span, rows: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _traced_rows_async(make: Callable[[], Span | None], rows: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    span = make()
+    if span is None:
+        async for row in rows:
+            yield row
+        return
     _open(span)
     try:
         async for row in rows:
@@ -107,15 +118,13 @@ async def _traced_rows_async(span: Span, rows: AsyncIterator[Any]) -> AsyncItera
 
 
 def _stream(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    span = _span(instance, "stream", args, kwargs)
     rows = wrapped(*args, **kwargs)
-    return rows if span is None else _traced_rows(span, rows)
+    return _traced_rows(lambda: _span(instance, "stream", args, kwargs), rows)
 
 
 def _stream_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    span = _span(instance, "stream", args, kwargs)
     rows = wrapped(*args, **kwargs)
-    return rows if span is None else _traced_rows_async(span, rows)
+    return _traced_rows_async(lambda: _span(instance, "stream", args, kwargs), rows)
 
 
 class PsycopgPlugin(Plugin):

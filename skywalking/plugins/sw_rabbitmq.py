@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import importlib
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
@@ -32,7 +33,7 @@ from skywalking.loggings import logger
 from skywalking.plugins import Plugin
 from skywalking.plugins._peer import host_port
 from skywalking.trace.carrier import inbound_carrier
-from skywalking.trace.context import get_context, inside_exit_span
+from skywalking.trace.context import fresh_context, get_context, inside_exit_span
 from skywalking.trace.span import Span
 from skywalking.trace.tags import TagMqBroker, TagMqQueue, TagMqTopic
 
@@ -131,8 +132,9 @@ def _consumer_span(channel: Any, method: Any, properties: Any, queue: Any) -> Sp
     try:
         exchange, routing_key = getattr(method, "exchange", ""), getattr(method, "routing_key", "")
         broker = _broker(channel)
-        span = get_context().new_entry_span(_op(exchange, routing_key, "Consumer"),
-                                            inbound_carrier(_header_lookup(properties)))
+        # its own segment: never nested in (nor re-filing) the segment of whatever code received the message
+        span = fresh_context().new_entry_span(_op(exchange, routing_key, "Consumer"),
+                                              inbound_carrier(_header_lookup(properties)))
         span.component = Component.RabbitmqConsumer
         span.peer = broker
         _tag(span, broker, exchange, queue or routing_key)
@@ -146,7 +148,7 @@ def _refused(channel: Any, queue: Any, start_ms: int) -> None:
     """An error entry span for a receive call that raised (called in its ``except`` block)."""
     try:
         broker = _broker(channel)
-        span = get_context().new_entry_span(_op("", queue, "Consumer"))
+        span = fresh_context().new_entry_span(_op("", queue, "Consumer"))
         span.component = Component.RabbitmqConsumer
         span.peer = broker
         _tag(span, broker, "", queue)
@@ -241,6 +243,23 @@ def _basic_get(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return result
 
 
+# channel -> the entry span of the message its consume() generator handed out last and is still processing (the
+# span stays active while the application works on the message, so that work joins the producer's trace)
+_consuming: weakref.WeakKeyDictionary[Any, Span] = weakref.WeakKeyDictionary()
+
+
+def _end_consuming(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``BlockingChannel.cancel()`` / ``close()``: the message being processed is done; end its span now, even if
+    the application keeps the paused consume() generator."""
+    try:
+        span = _consuming.pop(instance, None)
+        if span is not None:
+            span.stop()
+    except Exception:
+        logger.debug("sw_rabbitmq: consumer span not ended", exc_info=True)
+    return wrapped(*args, **kwargs)
+
+
 def _consume(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     messages = wrapped(*args, **kwargs)
     if not plugin.installed:
@@ -270,13 +289,16 @@ def _traced_messages(messages: Iterator[Any], channel: Any, queue: Any) -> Gener
             if span is None:
                 yield message
                 continue
+            _consuming[channel] = span  # BlockingChannel.cancel()/close() end it if the loop is left early
             try:
                 yield message
             except Exception:
                 span.raised()
                 raise
             finally:
-                span.stop()
+                if _consuming.get(channel) is span:
+                    del _consuming[channel]
+                    span.stop()
     finally:
         close = getattr(messages, "close", None)
         if close is not None:
@@ -297,6 +319,8 @@ class PikaPlugin(Plugin):
         self.wrap("pika.adapters.blocking_connection", "BlockingChannel.basic_consume", _blocking_basic_consume)
         self.wrap("pika.adapters.blocking_connection", "BlockingChannel.basic_get", _basic_get)
         self.wrap("pika.adapters.blocking_connection", "BlockingChannel.consume", _consume)
+        self.wrap("pika.adapters.blocking_connection", "BlockingChannel.cancel", _end_consuming)
+        self.wrap("pika.adapters.blocking_connection", "BlockingChannel.close", _end_consuming)
 
 
 plugin = PikaPlugin()

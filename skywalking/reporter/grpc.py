@@ -160,7 +160,7 @@ class GrpcReporter(Reporter):
         self._sync_checked = 0  # the sync fallback: the channel generation whose connection was checked
         self._next_summary = time.monotonic() + DROP_SUMMARY
         self._limit_log = RateLimitedLog(60.0)
-        self._limits_logged = (0, 0)
+        self._limits_logged = (0, 0, 0)
         self._error_log = RateLimitedLog(30.0)
         self._reject_log = RateLimitedLog(30.0)
 
@@ -206,7 +206,8 @@ class GrpcReporter(Reporter):
                 "spooled": spool.pending() if spool else 0, "recovered": spool.recovered if spool else 0,
                 "failures": self.failures, "last_error": self.last_error, "backend": self.conn.target,
                 "sw6_headers_skipped": TRACER.sw6_skipped, "spans_over_limit": TRACER.spans_over_limit,
-                "calls_over_cap": TRACER.calls_over_cap, **self.session.stats()}
+                "calls_over_cap": TRACER.calls_over_cap, "spans_after_segment": TRACER.spans_after_segment,
+                **self.session.stats()}
 
     # -- identities ---------------------------------------------------------------------------------
 
@@ -308,11 +309,11 @@ class GrpcReporter(Reporter):
         from skywalking.trace.context import SPAN_LIMIT_PER_SEGMENT
         from skywalking.trace.tracer import TRACER
 
-        now = (TRACER.spans_over_limit, TRACER.calls_over_cap)
+        now = (TRACER.spans_over_limit, TRACER.calls_over_cap, TRACER.spans_after_segment)
         if now != self._limits_logged and self._limit_log.log(
                 time.monotonic(), "not traced so far: %d span(s) past the %d-span segment limit, %d call(s) past "
-                "agent_trace_max_calls_per_span=%d", now[0], SPAN_LIMIT_PER_SEGMENT, now[1],
-                config.agent_trace_max_calls_per_span):
+                "agent_trace_max_calls_per_span=%d, %d span(s) finished after their segment was reported",
+                now[0], SPAN_LIMIT_PER_SEGMENT, now[1], config.agent_trace_max_calls_per_span, now[2]):
             self._limits_logged = now
 
     def _scan_spools(self) -> None:

@@ -28,7 +28,8 @@ from skywalking.trace.snapshot import Snapshot
 from skywalking.trace.span import EntrySpan, ExitSpan, IllegalStateError, Span, _active
 from skywalking.trace.tracer import TRACER, no_ids, no_names
 
-__all__ = ["NOOP_CONTEXT", "NoopContext", "SpanContext", "get_context", "inside_exit_span", "peek", "suppress_tracing"]
+__all__ = ["NOOP_CONTEXT", "NoopContext", "SpanContext", "fresh_context", "get_context", "inside_exit_span", "peek",
+           "suppress_tracing"]
 _new_link = tuple.__new__
 
 SPAN_LIMIT_PER_SEGMENT = 300  # Java Agent.SPAN_LIMIT_PER_SEGMENT; further spans are no-ops
@@ -258,7 +259,12 @@ class SpanContext:
     def span_stopped(self, span: Span | None) -> None:
         """``span`` left its block and is finished (None: prepared for async, ``async_finish`` ends it)."""
         if self._lock is None:  # the common case: no async span
-            self.current_segment.spans.append(span)  # type: ignore[union-attr,arg-type]
+            seg = self.current_segment
+            if seg is None:  # made in a segment that was reported before the span started
+                TRACER.spans_after_segment += 1
+                self._nspans -= 1
+                return
+            seg.spans.append(span)  # type: ignore[arg-type]
             n = self._nspans = self._nspans - 1
             if n == 0:
                 self._archive()
@@ -277,7 +283,11 @@ class SpanContext:
     def _finish_locked(self, span: Span | None, stopped: int, finished: int) -> None:
         with self._lock:  # type: ignore[union-attr]
             if span is not None:
-                self.current_segment.spans.append(span)  # type: ignore[union-attr]
+                seg = self.current_segment
+                if seg is None:  # its segment was reported before it finished
+                    TRACER.spans_after_segment += 1
+                else:
+                    seg.spans.append(span)
             self._nspans -= stopped
             self._pending -= finished
             done = self._nspans == 0 and self._pending == 0 and not self._archived
@@ -440,6 +450,14 @@ def get_context() -> SpanContext | NoopContext:
     if TRACER.reporter is not None or (TRACER.pending is not None and TRACER.pending()):
         return SpanContext()
     return NOOP_CONTEXT
+
+
+def fresh_context() -> SpanContext | NoopContext:
+    """A new context, not nested in the active span: for work that is its own segment whatever runs around it
+    (a consumed message continues its producer's trace, not the trace of the code that happened to receive it).
+    The no-op context when tracing is off or suppressed here."""
+    ctx = get_context()
+    return ctx if ctx is NOOP_CONTEXT else SpanContext()
 
 
 @contextmanager

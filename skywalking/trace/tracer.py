@@ -25,7 +25,7 @@ def no_ids(identity: Identity) -> int:
 class Tracer:
     __slots__ = ("calls_over_cap", "identity", "instance", "instance_id", "max_calls", "note_endpoint", "pending",
                  "propagation", "reporter", "resolve", "sample_count", "sample_limit", "sample_window", "service",
-                 "spans_over_limit", "sw6_skipped")
+                 "spans_after_segment", "spans_over_limit", "sw6_skipped")
 
     def __init__(self) -> None:
         self.reporter: Callable[[Segment], Any] | None = None  # None = not tracing
@@ -43,6 +43,7 @@ class Tracer:
         self.note_endpoint: Callable[[str], None] = no_names
         self.sw6_skipped = 0  # sw6 headers not sent because an instance id was not issued yet
         self.spans_over_limit = 0  # spans not recorded: their segment already had SPAN_LIMIT_PER_SEGMENT
+        self.spans_after_segment = 0  # spans not recorded: finished after their segment had been reported
         self.max_calls = 0  # agent_trace_max_calls_per_span (0: no cap)
         self.calls_over_cap = 0  # exit spans not recorded: their parent already had max_calls
         self.sample_limit = 0

@@ -384,6 +384,23 @@ def test_psycopg_stream_closed_early_ends_its_span(postgres: PostgresServer, rep
     assert _tags(spans[0])["db.sql.parameters"] == "[1000..."  # cut to plugin_sql_parameters_max_length
 
 
+def test_psycopg_stream_read_after_its_request_ended(postgres: PostgresServer, reporter: MemoryReporter) -> None:
+    """A streamed response body: stream() is called in the request, its rows are read after the request's span has
+    ended. The rows all arrive, nothing is raised, and the stream gets a span of its own (review finding: reading
+    it used to raise AttributeError at the end)."""
+    psycopg = pytest.importorskip("psycopg")
+    conn = psycopg.connect(_dsn(postgres), autocommit=True)
+    try:
+        with get_context().new_entry_span("/request"):
+            rows = (r[0] for r in conn.cursor().stream("SELECT generate_series(1, 3)"))
+        assert reporter.wait_for(1) and [s.op for s in reporter.segments[-1].spans] == ["/request"]
+        assert list(rows) == [1, 2, 3]
+    finally:
+        conn.close()
+    assert reporter.wait_for(2)
+    assert [s.op for s in reporter.segments[-1].spans] == ["PostgreSQL/Psycopg/stream"]
+
+
 def test_psycopg_async_error_is_reraised_untouched(postgres: PostgresServer, reporter: MemoryReporter) -> None:
     pytest.importorskip("psycopg")
     import psycopg.errors

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from skywalking.reporter.memory import MemoryReporter
+from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
 from tests.plugins import expect
 from tests.plugins.rabbitmq import RabbitMQServer, rabbitmq_server_script
@@ -187,11 +188,13 @@ def test_a_refused_publish_and_get_are_errors_and_reraised_untouched(broker: Rab
     assert [e.reply_code for e in raised[:2]] == [404, 404]  # type: ignore[attr-defined]
     assert [(s.op, s.error_occurred) for s in spans] == [
         ("RabbitMQ/Topic/sw.nowhere/Queue/key/Producer", True),
-        ("RabbitMQ/Topic//Queue/sw-missing-queue/Consumer", True),
         ("RabbitMQ/Topic//Queue/q/Producer", True),
         ("/test", False)]
+    # a receive is its own segment (consumer entry spans never nest in the code that receives)
+    (refused,) = [seg.spans for seg in reporter.segments if seg.spans[-1].op.endswith("/Consumer")]
+    assert [(s.op, s.error_occurred) for s in refused] == [("RabbitMQ/Topic//Queue/sw-missing-queue/Consumer", True)]
     assert "ChannelClosedByBroker" in spans[0].logs[0].items[0].val
-    assert "ChannelWrongStateError" in spans[2].logs[0].items[0].val
+    assert "ChannelWrongStateError" in spans[1].logs[0].items[0].val
 
 
 def test_a_failing_callback_is_an_error_span_and_its_exception_unchanged(channel: Any, queue: str,
@@ -232,6 +235,42 @@ def test_the_generator_span_lasts_until_the_next_message_is_asked_for(channel: A
     for segment in reporter.segments:
         assert [s.op for s in segment.spans] == ["/work", f"RabbitMQ/Topic//Queue/{queue}/Consumer"]
         assert len(segment.spans[1].refs) == 1
+
+
+def test_a_message_received_inside_a_request_is_its_own_segment(channel: Any, queue: str,
+                                                                 reporter: MemoryReporter) -> None:
+    """basic_get in a traced request: the message's entry span continues the producer's trace in a segment of its
+    own; the request's segment keeps the trace it continued (review finding: it used to be re-filed)."""
+    _traced(reporter, lambda: channel.basic_publish("", queue, b"m"))
+    producer_trace = str(reporter.segments[-1].related_traces[0])
+    reporter.segments.clear()
+    with get_context().new_entry_span("/request", inbound_carrier({}.get)) as request:
+        request_trace = str(get_context().segment.related_traces[0])
+        _get(channel, queue)
+        assert get_context().active_span is request
+    assert reporter.wait_for(2)
+    by_op = {seg.spans[-1].op: seg for seg in reporter.segments}
+    message = by_op[f"RabbitMQ/Topic//Queue/{queue}/Consumer"]
+    assert str(message.related_traces[0]) == producer_trace and len(message.spans[-1].refs) == 1
+    assert str(by_op["/request"].related_traces[0]) == request_trace != producer_trace
+    assert [s.op for s in by_op["/request"].spans] == ["/request"]
+
+
+def test_cancel_ends_the_span_of_a_kept_consume_generator(channel: Any, queue: str,
+                                                         reporter: MemoryReporter) -> None:
+    """A consume() generator kept after the loop (not advanced, not closed): cancel() ends the span of the message
+    it handed out, and nothing stays active on the thread (review finding)."""
+    _traced(reporter, lambda: channel.basic_publish("", queue, b"1"))
+    reporter.segments.clear()
+    messages = channel.consume(queue, auto_ack=True)
+    assert next(messages)[2] == b"1"
+    assert get_context().active_span is not None  # the application works on the message inside its span
+    channel.cancel()
+    assert get_context().active_span is None
+    assert reporter.wait_for(1) and [s.op for s in reporter.segments[-1].spans] == [
+        f"RabbitMQ/Topic//Queue/{queue}/Consumer"]
+    messages.close()
+    assert len(reporter.segments) == 1  # not ended twice
 
 
 def test_select_connection_publish_and_callback(broker: RabbitMQServer, reporter: MemoryReporter) -> None:

@@ -485,3 +485,22 @@ def test_reporter_failure_never_reaches_the_application(caplog: pytest.LogCaptur
     finally:
         logging.getLogger("skywalking").removeHandler(caplog.handler)
     assert "disk full" in caplog.text
+
+
+def test_a_span_used_after_its_segment_was_reported_is_counted_never_raised(reporter: MemoryReporter) -> None:
+    """A span made in a request and started later (e.g. by a streamed response body) finds its segment gone:
+    it is counted in ``spans_after_segment``, and nothing reaches the application."""
+    ctx = get_context()
+    with ctx.new_entry_span(op="/req"):
+        late = ctx.new_exit_span(op="/late", peer="db:5432", component=Component.Psycopg)
+        late_async = ctx.new_exit_span(op="/late-async", peer="db:5432", component=Component.Psycopg)
+    assert reporter.count == 1
+    before = TRACER.spans_after_segment
+    with late:
+        pass
+    with late_async:
+        late_async.prepare_async()
+    late_async.async_finish()
+    assert TRACER.spans_after_segment == before + 2
+    assert reporter.count == 1 and [s.op for s in reporter.segments[0].spans] == ["/req"]
+    assert get_context().active_span is None
