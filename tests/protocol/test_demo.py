@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 from tests.protocol.procs import ROOT, clean_env
+from tests.ray.driver import run_with_retries
 
 
 def test_demo_prints_one_linked_trace_through_ray() -> None:
-    for _ in range(2):  # one retry: starting Ray on a loaded 2-core machine occasionally fails by itself
-        out = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], env=clean_env(), cwd=ROOT,
-                             capture_output=True, text=True, timeout=400)
-        if out.returncode == 0:
-            break
-    assert out.returncode == 0, out.stdout + out.stderr[-4000:]
+    # retried: starting Ray on a loaded 2-core machine occasionally fails by itself (tests/ray/driver.py)
+    out = run_with_retries([sys.executable, str(ROOT / "examples" / "demo.py")], clean_env(), 400,
+                           lambda out: out.returncode == 0)
     tree = [line.strip().split()[:3] for line in out.stdout.splitlines() if line.startswith("  ")]
     for line in (["upstream-gateway", "Entry", "/gateway/chat"], ["upstream-gateway", "Exit", "/hello-ray/upstream"],
                  ["ray-upstream", "Entry", "POST:/hello-ray/upstream"],

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.protocol.procs import ROOT, Collector, clean_env, wait_for
+from tests.protocol.procs import Collector, clean_env, wait_for
+from tests.ray.driver import json_lines, run_with_retries
 
 DRIVER = Path(__file__).parent / "apps" / "dashboard_driver.py"
 
@@ -25,17 +25,9 @@ def test_dashboard_keeps_working_with_the_agent_in_every_ray_process(system: boo
                         SW_AGENT_LOGGING_LEVEL="WARNING", RAY_AUTH_MODE="disabled",
                         SW_PLUGIN_RAY_TRACE_SYSTEM_PROCESSES=str(system).lower())
         sw_python = Path(sys.executable).parent / "sw-python"  # the console script installed with the package
-        failures = []
-        for _ in range(2):  # one retry, as tests/ray/driver.py does: Ray's start-up sometimes times out here
-            out = subprocess.run([str(sw_python), "run", sys.executable, str(DRIVER)], env=env, cwd=ROOT,
-                                 capture_output=True, text=True, timeout=300)
-            lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-            if out.returncode == 0 and lines:
-                break
-            failures.append(f"exit {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-5000:]}")
-        else:
-            raise AssertionError("\n----- next attempt -----\n".join(failures))
-        result = json.loads(lines[-1])
+        out = run_with_retries([str(sw_python), "run", sys.executable, str(DRIVER)], env, 300,
+                               lambda out: out.returncode == 0 and bool(json_lines(out)))
+        result = json.loads(json_lines(out)[-1])
         if result["dashboard"] is None:
             pytest.skip("this Ray has no dashboard (ray[default] not installed)")
         assert set(result["codes"].values()) == {200}, result
