@@ -34,6 +34,14 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def first_row(rows: Any) -> Any:
+    """The first row of ``executemany``'s rows, read only from a sequence (an iterator would be consumed): None
+    otherwise."""
+    if isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)) and rows:
+        return rows[0]
+    return None
+
+
 def parameters(params: Any) -> str | None:
     """``db.sql.parameters`` for ``params`` (a sequence or mapping), or None when not recorded."""
     limit = config.plugin_sql_parameters_max_length

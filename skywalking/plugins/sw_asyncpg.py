@@ -24,13 +24,13 @@ the type introspection asyncpg runs on its own are not traced. Not traced either
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from skywalking import Component
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin
-from skywalking.plugins._sql import exit_span
+from skywalking.plugins._sql import exit_span, first_row
 from skywalking.trace.context import suppress_tracing
 from skywalking.trace.span import Span
 
@@ -45,16 +45,10 @@ def _state_query(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     return getattr(_arg(args, kwargs, 0, "state"), "query", None)
 
 
-def _first_row(rows: Any) -> Any:
-    if isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)) and rows:
-        return rows[0]
-    return None
-
-
 _CALLS: dict[str, Describe] = {
     "query": lambda a, k: (_arg(a, k, 0, "query"), None),
     "bind_execute": lambda a, k: (_state_query(a, k), _arg(a, k, 1, "args") or None),
-    "bind_execute_many": lambda a, k: (_state_query(a, k), _first_row(_arg(a, k, 1, "args"))),
+    "bind_execute_many": lambda a, k: (_state_query(a, k), first_row(_arg(a, k, 1, "args"))),
     "bind": lambda a, k: (_state_query(a, k), _arg(a, k, 1, "args") or None),
     "execute": lambda a, k: (_state_query(a, k), None),
     "copy_in": lambda a, k: (_arg(a, k, 0, "copy_stmt"), None),
@@ -81,7 +75,7 @@ def _init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 # Connection methods: (operation, how to read the statement and parameters)
 _CONNECTION_CALLS: dict[str, tuple[str, Describe]] = {
     "_execute": ("bind_execute", lambda a, k: (_arg(a, k, 0, "query"), _arg(a, k, 1, "args") or None)),
-    "_executemany": ("bind_execute_many", lambda a, k: (_arg(a, k, 0, "query"), _first_row(_arg(a, k, 1, "args")))),
+    "_executemany": ("bind_execute_many", lambda a, k: (_arg(a, k, 0, "query"), first_row(_arg(a, k, 1, "args")))),
     "prepare": ("prepare", lambda a, k: (_arg(a, k, 0, "query"), None)),
 }
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import Sequence
 from typing import Any
 
 from skywalking import Component
@@ -69,13 +68,6 @@ def _connection_address(conn: Any) -> tuple[Any, Any, Any]:
     return host or "localhost", port or 3306, database
 
 
-def _first_row(rows: Any) -> Any:
-    """The first row of ``executemany``'s rows, read only from a sequence (an iterator would be consumed)."""
-    if isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)) and rows:
-        return rows[0]
-    return None
-
-
 def _span(cursor: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | None:
     """The exit span of ``cursor.<method>(...)``; None when the call is not to be traced."""
     try:
@@ -85,7 +77,7 @@ def _span(cursor: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any
         if query is None or conn is None:  # a closed cursor or a bad call: the library raises its own error
             return None
         if method == "executemany":
-            params = _first_row(params)
+            params = _sql.first_row(params)
         host, port, database = _connection_address(conn)
         return _sql.exit_span(f"Mysql/MysqlClient/{method}", host, port, Component.MysqlClient, "mysql", database,
                               query, params)

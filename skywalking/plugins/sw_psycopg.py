@@ -14,13 +14,13 @@ cursors."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from skywalking import Component
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin
-from skywalking.plugins._sql import exit_span
+from skywalking.plugins._sql import exit_span, first_row
 from skywalking.trace.span import Span
 
 
@@ -34,7 +34,7 @@ def _span(cursor: Any, method: str, args: tuple[Any, ...], kwargs: Mapping[str, 
         query = _arg(args, kwargs, 0, "query")
         if method == "executemany":
             rows = _arg(args, kwargs, 1, "params_seq")
-            params = rows[0] if isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)) and rows else None
+            params = first_row(rows)
         else:
             params = _arg(args, kwargs, 1, "params")
         as_string = getattr(query, "as_string", None)

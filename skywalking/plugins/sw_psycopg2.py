@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from packaging.requirements import Requirement
@@ -28,17 +28,10 @@ from packaging.version import InvalidVersion, Version
 from skywalking import Component
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin
-from skywalking.plugins._sql import exit_span
+from skywalking.plugins._sql import exit_span, first_row
 from skywalking.trace.span import Span
 
 _DISTRIBUTIONS = ("psycopg2", "psycopg2-binary")  # one module, two distributions
-
-
-def _first_row(rows: Any) -> Any:
-    """The first row of an ``executemany`` argument, without consuming an iterator (None then)."""
-    if isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)) and rows:
-        return rows[0]
-    return None
 
 
 def _span(cursor: Any, method: str, statement: Any, params: Any) -> Span | None:
@@ -90,7 +83,7 @@ def _build() -> None:
 
         def executemany(self, *args: Any, **kwargs: Any) -> Any:
             span = _span(self, "executemany", _arg(args, kwargs, 0, "query"),
-                         _first_row(_arg(args, kwargs, 1, "vars_list")))
+                         first_row(_arg(args, kwargs, 1, "vars_list")))
             if span is None:
                 return super().executemany(*args, **kwargs)
             with span:

@@ -12,7 +12,6 @@ traced."""
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
 from typing import Any
 
 from skywalking import Component
@@ -31,13 +30,6 @@ def _statement(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]
     return query, params
 
 
-def _first_row(rows: Any) -> Any:
-    """The first row of ``executemany``'s rows, read only from a sequence (an iterator would be consumed)."""
-    if isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)) and rows:
-        return rows[0]
-    return None
-
-
 def _database(conn: Any) -> Any:
     try:
         return _selected.get(conn, conn.db)
@@ -53,7 +45,7 @@ def _span(cursor: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any
         if query is None or conn is None:  # a closed cursor or a bad call: the library raises its own error
             return None
         if method == "executemany":
-            params = _first_row(params)
+            params = _sql.first_row(params)
         unix_socket = getattr(conn, "unix_socket", None)
         if unix_socket:
             host, port = unix_socket, None
