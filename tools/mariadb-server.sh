@@ -34,50 +34,16 @@ have_client_dev() {
         && { pkg-config --exists mysqlclient || pkg-config --exists mariadb; } 2>/dev/null
 }
 
-root=""
-need_root() {
-    command -v apt-get >/dev/null 2>&1 || fail "no apt-get to install $1; install it by hand"
-    if [ "$(id -u)" -eq 0 ]; then
-        root=""
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        root="sudo -n"
-    else
-        fail "installing $1 (apt-get install $1) needs root"
-    fi
-}
-
-made_policy=""
-cleanup() {
-    if [ -n "$made_policy" ]; then
-        $root rm -f /usr/sbin/policy-rc.d
-    fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
 apt_install() {
-    # keep a package's service from starting: the test runs its own server
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | $root tee /usr/sbin/policy-rc.d >/dev/null \
-            && $root chmod 755 /usr/sbin/policy-rc.d && made_policy=1
-    fi
-    if ! $root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2; then
-        echo "tools/mariadb-server.sh: apt-get install failed; retrying after apt-get update" >&2
-        $root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || fail "apt-get update failed"
-        $root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 \
-            || fail "apt-get install $* failed"
-    fi
+    "$(dirname "$0")/apt-install.sh" "$@" || exit 1
 }
 
 if [ "${1:-}" = "--client-dev" ]; then
     shift
     if ! have_client_dev; then
-        need_root libmariadb-dev
         apt_install libmariadb-dev pkg-config
         have_client_dev || fail "libmariadb-dev was installed but mariadb_config / mariadb.pc were not found"
     fi
-    cleanup
-    made_policy=""
     if [ "$#" -gt 0 ]; then
         exec "$@"
     fi
@@ -88,6 +54,5 @@ fi
 if server_binary; then
     exit 0
 fi
-need_root mariadb-server
 apt_install mariadb-server
 server_binary || fail "mariadb-server was installed but no mariadbd / mysqld binary was found"

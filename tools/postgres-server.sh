@@ -30,38 +30,6 @@ if dir=$(find_bin); then
     exit 0
 fi
 
-command -v apt-get >/dev/null 2>&1 || fail "no PostgreSQL server binaries and no apt-get to install them; install postgresql"
-if [ "$(id -u)" -eq 0 ]; then
-    root=""
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    root="sudo -n"
-else
-    fail "no PostgreSQL server binaries, and installing them (apt-get install postgresql) needs root"
-fi
-
-# keep the package's cluster service from starting: the tests run their own server on a free port
-policy=/usr/sbin/policy-rc.d
-made_policy=""
-if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | $root tee "$policy" >/dev/null && $root chmod 755 "$policy" && made_policy=1
-fi
-cleanup() {
-    if [ -n "$made_policy" ]; then
-        $root rm -f "$policy"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-install() {
-    $root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
-}
-
-if ! install; then
-    echo "tools/postgres-server.sh: apt-get install failed; retrying after apt-get update" >&2
-    $root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || fail "apt-get update failed"
-    install || fail "apt-get install postgresql failed"
-fi
-
+"$(dirname "$0")/apt-install.sh" postgresql || exit 1
 dir=$(find_bin) || fail "postgresql was installed but no initdb/postgres binaries were found"
 echo "$dir"
