@@ -7,7 +7,7 @@ that many characters (upstream's option, same name and meaning). ``executemany``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from skywalking import Component, Layer, config
@@ -17,6 +17,34 @@ from skywalking.trace.span import Span
 from skywalking.trace.tags import TagDbInstance, TagDbSqlParameters, TagDbStatement, TagDbType
 
 STATEMENT_MAX = 2048  # characters of db.statement (Java's plugin.jdbc.sql_body_max_length default)
+
+# a driver plugin's span maker: (cursor, method name, call args, call kwargs) -> the exit span, or None (untraced)
+SpanFor = Callable[[Any, str, Any, Any], Span | None]
+Wrapper = Callable[[Any, Any, Any, Any], Any]
+
+
+def call_in_span(span_for: SpanFor, method: str) -> Wrapper:
+    """A ``Plugin.wrap`` wrapper for a cursor's ``method``: the call inside the span ``span_for`` makes."""
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        span = span_for(instance, method, args, kwargs)
+        if span is None:
+            return wrapped(*args, **kwargs)
+        with span:
+            return wrapped(*args, **kwargs)
+
+    return wrapper
+
+
+def call_in_span_async(span_for: SpanFor, method: str) -> Wrapper:
+    """``call_in_span`` for a coroutine method (the span covers the awaited call)."""
+    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        span = span_for(instance, method, args, kwargs)
+        if span is None:
+            return await wrapped(*args, **kwargs)
+        with span:
+            return await wrapped(*args, **kwargs)
+
+    return wrapper
 
 
 def text(value: Any) -> str:

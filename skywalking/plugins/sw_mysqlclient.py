@@ -86,22 +86,6 @@ def _span(cursor: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any
         return None
 
 
-def _execute(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    span = _span(instance, "execute", args, kwargs)
-    if span is None:
-        return wrapped(*args, **kwargs)
-    with span:
-        return wrapped(*args, **kwargs)
-
-
-def _executemany(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    span = _span(instance, "executemany", args, kwargs)
-    if span is None:
-        return wrapped(*args, **kwargs)
-    with span:
-        return wrapped(*args, **kwargs)
-
-
 class MysqlclientPlugin(Plugin):
     name = "sw_mysqlclient"
     instruments = ("mysqlclient>=2.1",)
@@ -116,8 +100,8 @@ class MysqlclientPlugin(Plugin):
             return
         self.wrap("MySQLdb.connections", "Connection.__init__", _init)
         self.wrap("MySQLdb.connections", "Connection.select_db", _select_db)
-        self.wrap("MySQLdb.cursors", "BaseCursor.execute", _execute)
-        self.wrap("MySQLdb.cursors", "BaseCursor.executemany", _executemany)
+        self.wrap("MySQLdb.cursors", "BaseCursor.execute", _sql.call_in_span(_span, "execute"))
+        self.wrap("MySQLdb.cursors", "BaseCursor.executemany", _sql.call_in_span(_span, "executemany"))
 
 
 plugin = MysqlclientPlugin()

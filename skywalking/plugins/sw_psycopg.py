@@ -20,7 +20,7 @@ from typing import Any
 from skywalking import Component
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin
-from skywalking.plugins._sql import exit_span, first_row
+from skywalking.plugins._sql import call_in_span, call_in_span_async, exit_span, first_row
 from skywalking.trace.span import Span
 
 
@@ -49,28 +49,6 @@ def _span(cursor: Any, method: str, args: tuple[Any, ...], kwargs: Mapping[str, 
     except Exception:  # never into the application: run the call untraced
         logger.debug("sw_psycopg: no span for a %s", method, exc_info=True)
         return None
-
-
-def _call(method: str) -> Any:
-    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        span = _span(instance, method, args, kwargs)
-        if span is None:
-            return wrapped(*args, **kwargs)
-        with span:
-            return wrapped(*args, **kwargs)
-
-    return wrapper
-
-
-def _call_async(method: str) -> Any:
-    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        span = _span(instance, method, args, kwargs)
-        if span is None:
-            return await wrapped(*args, **kwargs)
-        with span:
-            return await wrapped(*args, **kwargs)
-
-    return wrapper
 
 
 def _open(span: Span) -> None:
@@ -135,14 +113,14 @@ class PsycopgPlugin(Plugin):
             "cursors' `execute`); pools included")
 
     def _install(self) -> None:
-        self.wrap("psycopg", "Cursor.execute", _call("execute"))
-        self.wrap("psycopg", "Cursor.executemany", _call("executemany"))
+        self.wrap("psycopg", "Cursor.execute", call_in_span(_span, "execute"))
+        self.wrap("psycopg", "Cursor.executemany", call_in_span(_span, "executemany"))
         self.wrap("psycopg", "Cursor.stream", _stream)
-        self.wrap("psycopg", "AsyncCursor.execute", _call_async("execute"))
-        self.wrap("psycopg", "AsyncCursor.executemany", _call_async("executemany"))
+        self.wrap("psycopg", "AsyncCursor.execute", call_in_span_async(_span, "execute"))
+        self.wrap("psycopg", "AsyncCursor.executemany", call_in_span_async(_span, "executemany"))
         self.wrap("psycopg", "AsyncCursor.stream", _stream_async)
-        self.wrap("psycopg", "ServerCursor.execute", _call("execute"))
-        self.wrap("psycopg", "AsyncServerCursor.execute", _call_async("execute"))
+        self.wrap("psycopg", "ServerCursor.execute", call_in_span(_span, "execute"))
+        self.wrap("psycopg", "AsyncServerCursor.execute", call_in_span_async(_span, "execute"))
 
 
 plugin = PsycopgPlugin()

@@ -59,22 +59,6 @@ def _span(cursor: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any
         return None
 
 
-def _execute(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    span = _span(instance, "execute", args, kwargs)
-    if span is None:
-        return wrapped(*args, **kwargs)
-    with span:
-        return wrapped(*args, **kwargs)
-
-
-def _executemany(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    span = _span(instance, "executemany", args, kwargs)
-    if span is None:
-        return wrapped(*args, **kwargs)
-    with span:
-        return wrapped(*args, **kwargs)
-
-
 def _select_db(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     result = wrapped(*args, **kwargs)
     try:
@@ -91,8 +75,8 @@ class PyMySQLPlugin(Plugin):
     note = "PyMySQL (`Cursor.execute`, `Cursor.executemany`)"
 
     def _install(self) -> None:
-        self.wrap("pymysql.cursors", "Cursor.execute", _execute)
-        self.wrap("pymysql.cursors", "Cursor.executemany", _executemany)
+        self.wrap("pymysql.cursors", "Cursor.execute", _sql.call_in_span(_span, "execute"))
+        self.wrap("pymysql.cursors", "Cursor.executemany", _sql.call_in_span(_span, "executemany"))
         self.wrap("pymysql.connections", "Connection.select_db", _select_db)
 
 
