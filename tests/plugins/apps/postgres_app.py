@@ -10,14 +10,13 @@ outside a request. Prints ``ready port=<port>`` once listening on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from skywalking import agent
+from tests.plugins.apps.front import serve_json
 
 agent.start()
 
@@ -160,26 +159,8 @@ RUNS: dict[str, Callable[[], dict[str, Any]]] = {
     "/psycopg2": run_psycopg2, "/psycopg": run_psycopg, "/asyncpg": run_asyncpg}
 
 
-class Front(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps(RUNS[self.path]()).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def main() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Front)
-    print(f"ready port={server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        agent.stop()
+    serve_json(lambda path: RUNS[path]())
 
 
 if __name__ == "__main__":

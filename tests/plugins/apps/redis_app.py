@@ -10,12 +10,11 @@ touches redis outside a request. Prints ``ready port=<port>`` once listening on 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from skywalking import agent
+from tests.plugins.apps.front import serve_json
 
 agent.start()
 
@@ -64,26 +63,8 @@ async def run_async() -> dict[str, Any]:
     return out
 
 
-class Front(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps({"sync": run_sync(), "async": asyncio.run(run_async())}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def main() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Front)
-    print(f"ready port={server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        agent.stop()
+    serve_json(lambda path: {"sync": run_sync(), "async": asyncio.run(run_async())})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""The front door of the plugin test services: ``GET <path>`` answers the JSON of ``answer(path)``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from skywalking import agent
+
+
+def serve_json(answer: Callable[[str], Any]) -> None:
+    """Serve on 127.0.0.1:<free port>, print ``ready port=<port>`` once listening (what the tests wait for), and
+    stop the agent when the server ends."""
+
+    class Front(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(answer(self.path)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Front)
+    print(f"ready port={server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        agent.stop()
