@@ -14,33 +14,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
+from tests.plugins.servers import server_path
 from tests.protocol.procs import ROOT, free_port
 
 SCRIPT = ROOT / "tools" / "rabbitmq-server.sh"
 _AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 
 
-def _required() -> bool:
-    return any(os.environ.get(name, "").lower() not in ("", "0", "false", "no")
-               for name in ("CI", "SW_REQUIRE_RABBITMQ"))
-
-
 def rabbitmq_server_script() -> str:
     """The path tools/rabbitmq-server.sh prints; skips (fails under CI / SW_REQUIRE_RABBITMQ) when there is none."""
-    try:
-        done = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=900, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        why = f"{SCRIPT.name} did not run: {e}"
-    else:
-        lines = done.stdout.split()
-        if done.returncode == 0 and lines:
-            return lines[-1]
-        why = (done.stderr.strip().splitlines() or [f"{SCRIPT.name} exited with {done.returncode}"])[-1]
-    if _required():
-        pytest.fail(f"no rabbitmq-server and CI / SW_REQUIRE_RABBITMQ is set: {why}", pytrace=False)
-    pytest.skip(f"no rabbitmq-server: {why}")
+    return server_path(SCRIPT, "rabbitmq-server", "SW_REQUIRE_RABBITMQ")
 
 
 class RabbitMQServer:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -27,6 +26,7 @@ from skywalking import config
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
 from tests.plugins import expect
+from tests.plugins.servers import unavailable
 from tests.protocol.procs import Collector, Proc, Service, clean_env
 from tools.mariadb import MariaDB, Unavailable, account_sql
 
@@ -59,14 +59,8 @@ KINDS = {"pymysql": Library("pymysql", "pymysql", "sw_pymysql", "Mysql/PyMySQL",
          "mysqlclient": Library("mysqlclient", "MySQLdb", "sw_mysqlclient", "Mysql/MysqlClient", 7013)}
 
 
-def _required() -> bool:
-    return any(os.environ.get(name, "").lower() not in ("", "0", "false", "no") for name in ("CI", "SW_REQUIRE_MYSQL"))
-
-
-def _unavailable(why: str) -> None:
-    if _required():
-        pytest.fail(f"no MariaDB server and CI / SW_REQUIRE_MYSQL is set: {why}", pytrace=False)
-    pytest.skip(f"no MariaDB server: {why}")
+def _unavailable(why: str) -> NoReturn:
+    unavailable("MariaDB server", "SW_REQUIRE_MYSQL", why)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from skywalking import config
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
 from tests.plugins import expect
+from tests.plugins.servers import server_path
 from tests.protocol.procs import ROOT, Collector, Proc, Service, clean_env, free_port
 
 HERE = Path(__file__).parent
@@ -36,25 +37,9 @@ SCRIPT = ROOT / "tools" / "postgres-server.sh"
 DATABASE = "sw_test"
 
 
-def _required() -> bool:
-    return any(os.environ.get(name, "").lower() not in ("", "0", "false", "no")
-               for name in ("CI", "SW_REQUIRE_POSTGRES"))
-
-
 def postgres_bin_dir() -> Path:
     """The directory tools/postgres-server.sh prints; skips (fails under CI / SW_REQUIRE_POSTGRES) without one."""
-    try:
-        done = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=900, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        why = f"{SCRIPT.name} did not run: {e}"
-    else:
-        lines = done.stdout.split()
-        if done.returncode == 0 and lines:
-            return Path(lines[-1])
-        why = (done.stderr.strip().splitlines() or [f"{SCRIPT.name} exited with {done.returncode}"])[-1]
-    if _required():
-        pytest.fail(f"no PostgreSQL server and CI / SW_REQUIRE_POSTGRES is set: {why}", pytrace=False)
-    pytest.skip(f"no PostgreSQL server: {why}")
+    return Path(server_path(SCRIPT, "PostgreSQL server", "SW_REQUIRE_POSTGRES"))
 
 
 class PostgresServer:

@@ -25,6 +25,7 @@ import pytest
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
 from tests.plugins import expect
+from tests.plugins.servers import server_path
 from tests.protocol.procs import ROOT, Collector, Proc, Service, clean_env, free_port
 
 HERE = Path(__file__).parent
@@ -32,24 +33,9 @@ APP = HERE / "apps" / "redis_app.py"
 SCRIPT = ROOT / "tools" / "redis-server.sh"
 
 
-def _required() -> bool:
-    return any(os.environ.get(name, "").lower() not in ("", "0", "false", "no") for name in ("CI", "SW_REQUIRE_REDIS"))
-
-
 def redis_server_binary() -> str:
     """The path tools/redis-server.sh prints; skips (fails under CI / SW_REQUIRE_REDIS) when there is none."""
-    try:
-        done = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=900, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        why = f"{SCRIPT.name} did not run: {e}"
-    else:
-        lines = done.stdout.split()
-        if done.returncode == 0 and lines:
-            return lines[-1]
-        why = (done.stderr.strip().splitlines() or [f"{SCRIPT.name} exited with {done.returncode}"])[-1]
-    if _required():
-        pytest.fail(f"no redis-server and CI / SW_REQUIRE_REDIS is set: {why}", pytrace=False)
-    pytest.skip(f"no redis-server: {why}")
+    return server_path(SCRIPT, "redis-server", "SW_REQUIRE_REDIS")
 
 
 class RedisServer:
