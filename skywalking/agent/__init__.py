@@ -42,6 +42,7 @@ class SkyWalkingAgent:
         self._fork_hook = False
         self._master: prefork.Master | None = None  # set in the master of a pre-fork server
         self._base_instance = ""  # agent_instance_name before a forked child's suffix
+        self._parent_ran = False  # forked from a process where the agent ran, and not restarted here
 
     def start(self, reporter: Reporter | None = None) -> None:
         """Start tracing in this process. ``reporter`` replaces the network reporter (tests use
@@ -207,6 +208,23 @@ class SkyWalkingAgent:
         config.agent_instance_name = f"{self._base_instance}-child({os.getpid()})"
         self._start(reporter, may_defer=False)
 
+    def start_in_forked_child(self) -> bool:
+        """Start in this process, a forked child of one where the agent ran (a worker pool's process, say), under
+        an identity of its own as a pre-fork worker does. For plugins that know a fork is a worker: without
+        this, such children trace nothing. True if the agent runs here now. Never raises."""
+        try:
+            with self._lock:
+                if self._started_pid == os.getpid():
+                    return True
+                if not self._parent_ran:
+                    return False
+                self._parent_ran = False
+                self._start_child()
+                return self._started_pid == os.getpid()
+        except Exception:
+            logger.exception("agent failed to start in a forked child")
+            return False
+
     def _after_fork_in_child(self) -> None:
         """The parent's threads are gone: a worker of a pre-fork master (or any child, with
         ``agent_experimental_fork_support``) starts afresh; other children trace nothing."""
@@ -215,6 +233,7 @@ class SkyWalkingAgent:
             context.disable()
             reporter, self._reporter = self._reporter, None
             restart = self._master is not None or (self._started_pid and config.agent_experimental_fork_support)
+            self._parent_ran = bool(self._started_pid) and not restart
             self._started_pid = 0
             if not restart:
                 TRACER.pending = None

@@ -10,8 +10,9 @@ Worker: an entry span ``celery/<task name>`` per task run, from ``task_prerun`` 
 continuing the header the message carries; a failed run (state ``FAILURE``) is an error with the exception.
 A retry (``self.retry()``) publishes the next attempt inside the current run's span, so every attempt joins
 the trace, each with its own entry span; a countdown or eta only delays the next run. Layer MQ, component
-Celery (7011). Pool processes forked by the prefork pool trace only with ``agent_experimental_fork_support``
-(``-P solo``/``threads`` need nothing)."""
+Celery (7011). The prefork pool's processes are forked from the worker's main process: each starts the agent
+under an identity of its own (``<instance name>-child(<pid>)``, as a gunicorn worker does) on Celery's
+``worker_process_init`` signal, with no option needed; ``-P solo``/``threads`` run tasks in the main process."""
 
 from __future__ import annotations
 
@@ -135,6 +136,13 @@ def _postrun(sender: Any = None, task_id: Any = None, retval: Any = None, state:
         span.stop()
 
 
+def _pool_process_init(**_: Any) -> None:
+    """A prefork pool process, just forked: the agent that ran in the worker's main process starts here."""
+    from skywalking.agent import agent
+
+    agent.start_in_forked_child()
+
+
 class CeleryPlugin(Plugin):
     name = "sw_celery"
     instruments = ("celery>=5.2",)
@@ -148,12 +156,14 @@ class CeleryPlugin(Plugin):
         signals.before_task_publish.connect(_before_publish, weak=False, dispatch_uid=_DISPATCH_UID)
         signals.task_prerun.connect(_prerun, weak=False, dispatch_uid=_DISPATCH_UID)
         signals.task_postrun.connect(_postrun, weak=False, dispatch_uid=_DISPATCH_UID)
+        signals.worker_process_init.connect(_pool_process_init, weak=False, dispatch_uid=_DISPATCH_UID)
 
     def _uninstall(self) -> None:
         signals = importlib.import_module("celery.signals")
         signals.before_task_publish.disconnect(_before_publish, dispatch_uid=_DISPATCH_UID)
         signals.task_prerun.disconnect(_prerun, dispatch_uid=_DISPATCH_UID)
         signals.task_postrun.disconnect(_postrun, dispatch_uid=_DISPATCH_UID)
+        signals.worker_process_init.disconnect(_pool_process_init, dispatch_uid=_DISPATCH_UID)
         self._restore()
 
 

@@ -10,6 +10,7 @@ header in the message and uninstall."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,12 +50,10 @@ def test_tasks_and_their_worker_runs_form_one_trace(broker: RabbitMQServer, pool
                              SW_TEST_AMQP_PORT=str(broker.port),
                              PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
 
-        # the prefork pool's processes are forked children: they trace with the fork support option
-        fork = {"SW_AGENT_EXPERIMENTAL_FORK_SUPPORT": "true"} if pool == "prefork" else {}
         worker = Proc([str(BIN / "sw-python"), "run", "celery", "-A", "tests.plugins.apps.celery_app", "worker",
                        "-P", pool, "-c", "1", "--without-mingle", "--without-gossip", "--without-heartbeat",
                        "-l", "warning"],
-                      env("plugin-celery-worker", **fork), "worker ready", timeout=90)
+                      env("plugin-celery-worker"), "worker ready", timeout=90)
         procs.append(worker)
         closed = free_port()
         front = Proc([sys.executable, str(PRODUCER), str(broker.port), str(closed)], env("plugin-celery-producer"),
@@ -76,6 +75,12 @@ def test_tasks_and_their_worker_runs_form_one_trace(broker: RabbitMQServer, pool
         segments = collector.api("/api/segments")
         expect.check(expected, segments)
         assert len({s["traceId"] for s in segments}) == 1, [(s["service"], s["traceId"]) for s in segments]
+        # the OAP names an instance <service>-pid:<pid>@<host>: solo runs tasks in the worker's main process, the
+        # prefork pool in a forked process that reports as an instance of its own (no option needed)
+        pids = {re.sub(r".*-pid:(\d+)@.*", r"\1", s["serviceInstance"]) for s in segments
+                if s["service"] == "plugin-celery-worker"}
+        assert (pids == {str(worker.popen.pid)}) == (pool == "solo") and len(pids) == 1, (pool, pids)
+        assert not [line for line in worker.stderr if "fork()" in line or "fork_posix" in line], worker.stderr  # gRPC
         assert collector.api("/api/drops") == []
     finally:
         for proc in procs:
