@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from skywalking import Component, Layer, config
+from skywalking import Component, Kind, Layer, config
 from skywalking.plugins._peer import host_port
-from skywalking.trace.context import get_context, inside_exit_span
+from skywalking.trace.context import get_context
 from skywalking.trace.span import Span
 from skywalking.trace.tags import TagDbInstance, TagDbSqlParameters, TagDbStatement, TagDbType
 
@@ -89,10 +89,12 @@ def exit_span(op: str, host: Any, port: Any, component: Component, db_type: str,
               statement: Any, params: Any = None) -> Span | None:
     """A Database exit span (not started) for one statement; None inside another exit span (a driver built on
     another traced driver, e.g. an ORM's pool) so that a call is recorded once."""
-    if inside_exit_span():
+    context = get_context()
+    active = context.active_span
+    if active is not None and active.kind is Kind.Exit:
         return None
     peer = host_port(str(host), port) if host else None
-    span = get_context().new_exit_span(op=op, peer=peer, component=component)
+    span = context.new_exit_span(op=op, peer=peer, component=component)
     span.layer = Layer.Database
     span.tag(TagDbType(db_type))
     if instance:

@@ -32,7 +32,7 @@ def _statement(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]
 
 def _database(conn: Any) -> Any:
     try:
-        return _selected.get(conn, conn.db)
+        return _selected.get(conn, conn.db) if _selected else conn.db
     except TypeError:  # an unhashable connection subclass: what connect() was given
         return getattr(conn, "db", None)
 
