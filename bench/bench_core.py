@@ -187,20 +187,31 @@ def setup_agent() -> tuple[Request, Checker, dict[str, Any]]:
 # --------------------------------------------------------------------------- measurement
 
 
-def measure(request: Request, requests: int, rounds: int, warmup: int) -> tuple[list[int], dict[str, str]]:
-    """Return the wall time of each round in ns, plus the headers of the last request."""
-    headers = request()
+def measure(request: Request, requests: int, rounds: int, warmup: int) -> tuple[list[int], list[int], Any]:
+    """The wall time and this process's CPU time of each round in ns, and the last request's result."""
+    result = request()
     for _ in range(warmup):
-        headers = request()
+        result = request()
     timings: list[int] = []
-    clock = time.perf_counter_ns
+    cpu: list[int] = []
+    clock, cpu_clock = time.perf_counter_ns, time.process_time_ns
     for _ in range(rounds):
         loop = range(requests)
+        cpu_start = cpu_clock()
         start = clock()
         for _ in loop:
-            headers = request()
+            result = request()
         timings.append(clock() - start)
-    return timings, headers
+        cpu.append(cpu_clock() - cpu_start)
+    return timings, cpu, result
+
+
+def per_request(timings: list[int], cpu: list[int], requests: int) -> dict[str, Any]:
+    """The result fields of ``measure``'s rounds: µs per request (wall and CPU), median, best and each round."""
+    wall = [ns / requests / 1000 for ns in timings]
+    own = [ns / requests / 1000 for ns in cpu]
+    return {'us_per_request': {'median': statistics.median(wall), 'best': min(wall), 'rounds': wall},
+            'cpu_us_per_request': {'median': statistics.median(own), 'rounds': own}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,10 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         request, check, meta = setup_baseline() if args.mode == 'baseline' else setup_agent()
         result.update(meta)
-        timings, headers = measure(request, args.requests, args.rounds, args.warmup)
-        per_request = [ns / args.requests / 1000 for ns in timings]
-        result['us_per_request'] = {'median': statistics.median(per_request), 'best': min(per_request),
-                                    'rounds': per_request}
+        timings, cpu, headers = measure(request, args.requests, args.rounds, args.warmup)
+        result.update(per_request(timings, cpu, args.requests))
         result['checks'] = check(1 + args.warmup + args.requests * args.rounds, headers)
         result['ok'] = True
     except Exception as exc:  # reported as data: run.py shows the failed leg and carries on

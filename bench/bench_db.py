@@ -24,16 +24,14 @@ import importlib.metadata
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_core (run.py runs scripts with -I)
 
-from bench_core import CountingSink, ensure
+from bench_core import CountingSink, ensure, measure, per_request
 
 BENCHMARK = 'db'
 QUERY = 'SELECT 1'
@@ -163,28 +161,6 @@ def setup(args: argparse.Namespace) -> tuple[Request, Checker, dict[str, Any]]:
     return setup_upstream(args)
 
 
-# --------------------------------------------------------------------------- measurement
-
-
-def measure(request: Request, requests: int, rounds: int, warmup: int) -> tuple[list[int], list[int], Any]:
-    """The wall time and this process's CPU time of each round in ns, and the last request's result."""
-    result = request()
-    for _ in range(warmup):
-        result = request()
-    timings: list[int] = []
-    cpu: list[int] = []
-    clock, cpu_clock = time.perf_counter_ns, time.process_time_ns
-    for _ in range(rounds):
-        loop = range(requests)
-        cpu_start = cpu_clock()
-        start = clock()
-        for _ in loop:
-            result = request()
-        timings.append(clock() - start)
-        cpu.append(cpu_clock() - cpu_start)
-    return timings, cpu, result
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--mode', choices=('baseline', 'agent'), required=True)
@@ -215,11 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(meta)
         result['pymysql'] = importlib.metadata.version('PyMySQL')
         timings, cpu, last = measure(request, args.requests, args.rounds, args.warmup)
-        per_request = [ns / args.requests / 1000 for ns in timings]
-        result['us_per_request'] = {'median': statistics.median(per_request), 'best': min(per_request),
-                                    'rounds': per_request}
-        cpu_per_request = [ns / args.requests / 1000 for ns in cpu]  # the client's own CPU, server excluded
-        result['cpu_us_per_request'] = {'median': statistics.median(cpu_per_request), 'rounds': cpu_per_request}
+        result.update(per_request(timings, cpu, args.requests))  # CPU: the client's own, the server's excluded
         result['checks'] = check(1 + args.warmup + args.requests * args.rounds, last)
         result['ok'] = True
     except Exception as exc:  # reported as data: run.py shows the failed leg and carries on
