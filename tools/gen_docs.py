@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from skywalking import config, plugins  # noqa: E402
+from tests.plugins.peers import PEERS  # noqa: E402
 
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
 OAP_DOC = ROOT / "docs" / "oap-6.6.0.md"
@@ -107,14 +108,19 @@ def render_plugins() -> str:
              "A plugin patches its library only when one of its modules is imported, and only if the installed",
              "distributions satisfy its declared versions (checked with `importlib.metadata`). Disable one with",
              "`SW_AGENT_DISABLE_PLUGINS=<name>`.", "",
-             "| plugin | supported versions | patched on import of | what it traces |", "|---|---|---|---|"]
+             "The last column says what the plugin's tests run against (`tests/plugins/peers.py`): a real server, or",
+             "a protocol stand-in, a small server in the test suite that speaks the product's wire protocol for the",
+             "calls under test, where no registry this project installs from provides the product.", "",
+             "| plugin | supported versions | patched on import of | what it traces | tested against |",
+             "|---|---|---|---|---|"]
     for name in plugins.discover():
         plugin = plugins.load(name)
         if plugin is None:
             continue
         versions = ", ".join(f"`{r}`" for r in plugin.instruments) or "standard library"
         modules = ", ".join(f"`{m}`" for m in plugin.modules) or "—"
-        lines.append(f"| `{plugin.name}` | {versions} | {modules} | {plugin.note} |")
+        kind, peer = PEERS[plugin.name]  # every plugin says what its tests talk to
+        lines.append(f"| `{plugin.name}` | {versions} | {modules} | {plugin.note} | {kind}: {peer} |")
     return "\n".join(lines) + "\n"
 
 

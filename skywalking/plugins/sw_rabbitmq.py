@@ -23,25 +23,17 @@ from __future__ import annotations
 
 import copy
 import importlib
-import time
 import weakref
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
-from skywalking import Component, Layer
 from skywalking.loggings import logger
-from skywalking.plugins import Plugin
+from skywalking.plugins import Plugin, _amqp
 from skywalking.plugins._peer import host_port
-from skywalking.trace.carrier import inbound_carrier
-from skywalking.trace.context import fresh_context, get_context, inside_exit_span
+from skywalking.trace.context import inside_exit_span
 from skywalking.trace.span import Span
-from skywalking.trace.tags import TagMqBroker, TagMqQueue, TagMqTopic
 
 _PROPERTIES_AT = 3  # basic_publish(exchange, routing_key, body, properties, mandatory)
-
-
-def _op(exchange: Any, routing_key: Any, role: str) -> str:
-    return f"RabbitMQ/Topic/{exchange or ''}/Queue/{routing_key or ''}/{role}"
 
 
 def _broker(channel: Any) -> str | None:
@@ -50,13 +42,6 @@ def _broker(channel: Any) -> str | None:
     params = getattr(getattr(impl, "connection", None), "params", None)
     host = getattr(params, "host", None)
     return host_port(str(host), getattr(params, "port", None)) if host else None
-
-
-def _tag(span: Span, broker: str | None, exchange: Any, queue: Any) -> None:
-    span.layer = Layer.MQ
-    if broker:
-        span.tag(TagMqBroker(broker))
-    span.tag(TagMqTopic(str(exchange or ""))).tag(TagMqQueue(str(queue or "")))
 
 
 # -- producer -------------------------------------------------------------------------------------------------------
@@ -84,13 +69,8 @@ def _producer_span(channel: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     if inside_exit_span():
         return None
     try:
-        exchange = _argument(args, kwargs, 0, "exchange")
-        routing_key = _argument(args, kwargs, 1, "routing_key")
-        broker = _broker(channel)
-        span = get_context().new_exit_span(op=_op(exchange, routing_key, "Producer"), peer=broker,
-                                           component=Component.RabbitmqProducer)
-        _tag(span, broker, exchange, routing_key)
-        return span.start()
+        return _amqp.producer_span(_broker(channel), _argument(args, kwargs, 0, "exchange"),
+                                   _argument(args, kwargs, 1, "routing_key"))
     except Exception:  # never into the application: publish untraced
         logger.debug("sw_rabbitmq: no span for a publish", exc_info=True)
         return None
@@ -117,28 +97,11 @@ def _basic_publish(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 # -- consumer -------------------------------------------------------------------------------------------------------
 
-def _header_lookup(properties: Any) -> Callable[[str], str | None]:
-    found: dict[str, str] = {}
-    for key, value in (getattr(properties, "headers", None) or {}).items():
-        if isinstance(value, (bytes, bytearray)):
-            value = bytes(value).decode("utf-8", "replace")
-        if isinstance(value, str):
-            found[str(key).lower()] = value
-    return found.get
-
-
 def _consumer_span(channel: Any, method: Any, properties: Any, queue: Any) -> Span | None:
     """The started entry span of one delivered message; None when it cannot be made."""
     try:
-        exchange, routing_key = getattr(method, "exchange", ""), getattr(method, "routing_key", "")
-        broker = _broker(channel)
-        # its own segment: never nested in (nor re-filing) the segment of whatever code received the message
-        span = fresh_context().new_entry_span(_op(exchange, routing_key, "Consumer"),
-                                              inbound_carrier(_header_lookup(properties)))
-        span.component = Component.RabbitmqConsumer
-        span.peer = broker
-        _tag(span, broker, exchange, queue or routing_key)
-        return span.start()
+        return _amqp.consumer_span(_broker(channel), getattr(method, "exchange", ""),
+                                   getattr(method, "routing_key", ""), queue, getattr(properties, "headers", None))
     except Exception:
         logger.debug("sw_rabbitmq: no span for a delivery", exc_info=True)
         return None
@@ -147,20 +110,9 @@ def _consumer_span(channel: Any, method: Any, properties: Any, queue: Any) -> Sp
 def _refused(channel: Any, queue: Any, start_ms: int) -> None:
     """An error entry span for a receive call that raised (called in its ``except`` block)."""
     try:
-        broker = _broker(channel)
-        span = fresh_context().new_entry_span(_op("", queue, "Consumer"))
-        span.component = Component.RabbitmqConsumer
-        span.peer = broker
-        _tag(span, broker, "", queue)
-        with span:
-            span.start_time = start_ms
-            span.raised()
+        _amqp.refused_span(_broker(channel), queue, start_ms)
     except Exception:
         logger.debug("sw_rabbitmq: no span for a failed receive", exc_info=True)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _traced_callback(callback: Any, queue: Any) -> Any:
@@ -225,7 +177,7 @@ def _basic_get(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if not plugin.installed:
         return wrapped(*args, **kwargs)
     queue = _argument(args, kwargs, 0, "queue")
-    start = _now_ms()
+    start = _amqp.now_ms()
     try:
         result = wrapped(*args, **kwargs)
     except Exception:
@@ -271,7 +223,7 @@ def _traced_messages(messages: Iterator[Any], channel: Any, queue: Any) -> Gener
     """``consume()``'s messages, each inside its entry span until the next one is asked for."""
     try:
         while True:
-            start = _now_ms()
+            start = _amqp.now_ms()
             try:
                 message = next(messages)
             except StopIteration:

@@ -124,10 +124,13 @@ def test_uninstall_restores_the_originals(celery_app: Any, reporter: MemoryRepor
     import celery.app.base
     import wrapt
 
+    from skywalking.plugins import sw_amqp
     from skywalking.plugins.sw_celery import plugin
 
     assert plugin.installed and isinstance(celery.app.base.Celery.__dict__["send_task"], wrapt.FunctionWrapper)
+    amqp_enabled = sw_amqp.plugin.enabled  # without sw_celery, sw_amqp (py-amqp, under kombu) traces the publish
     plugin.uninstall()
+    sw_amqp.plugin.uninstall()
     try:
         assert not isinstance(celery.app.base.Celery.__dict__["send_task"], wrapt.FunctionWrapper)
         with get_context().new_local_span("/test"):
@@ -136,4 +139,5 @@ def test_uninstall_restores_the_originals(celery_app: Any, reporter: MemoryRepor
         assert "sw6" not in _message(celery_app, "sw-in-process").headers
     finally:
         assert plugin.install()
+        assert sw_amqp.plugin.install() or not amqp_enabled
     assert isinstance(celery.app.base.Celery.__dict__["send_task"], wrapt.FunctionWrapper)

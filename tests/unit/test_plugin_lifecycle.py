@@ -194,6 +194,34 @@ def _loguru(ctx: Ctx, expect: bool) -> int:
     return int("tid" in records[0]["extra"])
 
 
+def _confluent_kafka(ctx: Ctx, expect: bool) -> int:
+    """A produce while no broker listens (librdkafka only queues the message, purged afterwards): the exit span."""
+    import confluent_kafka
+
+    producer = confluent_kafka.Producer({"bootstrap.servers": "127.0.0.1:9", "log_level": 0})
+    try:
+        return ctx.spans(lambda: producer.produce("sw-lifecycle", b"lifecycle"), expect)
+    finally:
+        producer.purge()
+        producer.flush(0)
+
+
+def _pulsar(ctx: Ctx, expect: bool) -> int:
+    """A send through the Pulsar stand-in on 127.0.0.1 (tests/plugins/standins/pulsar.py): the exit span."""
+    import pulsar
+
+    from tests.plugins.standins.pulsar import PulsarStandin
+
+    broker = PulsarStandin()
+    client = pulsar.Client(broker.url, operation_timeout_seconds=10)
+    try:
+        producer = client.create_producer("sw-lifecycle")
+        return ctx.spans(lambda: producer.send(b"lifecycle"), expect)
+    finally:
+        client.close()
+        broker.stop()
+
+
 def _pymysql(ctx: Ctx, expect: bool) -> int:
     """A connection that never connected (no server needed): the statement's exit span records the error."""
     import pymysql
@@ -243,11 +271,30 @@ def _celery(ctx: Ctx, expect: bool) -> int:
         app.close()
 
 
+def _pymongo(ctx: Ctx, expect: bool) -> int:
+    """The MongoDB protocol stand-in (tests/plugins/standins/mongo.py) in a thread: a client made while the plugin
+    is installed carries its command listener; one ``ping``."""
+    import pymongo
+
+    from tests.plugins.standins.mongo import MongoStandIn
+
+    with MongoStandIn() as server:
+        def call() -> None:
+            client = pymongo.MongoClient("127.0.0.1", server.port, serverSelectionTimeoutMS=5000)
+            try:
+                assert client.admin.command("ping")["ok"] == 1
+            finally:
+                client.close()
+
+        return ctx.spans(call, expect)
+
+
 EXERCISES: dict[str, Callable[[Ctx, bool], int]] = {
     "sw_urllib_request": _urllib_request, "sw_http_server": _urllib_request, "sw_requests": _requests,
     "sw_urllib3": _urllib3, "sw_httpx": _httpx, "sw_aiohttp": _aiohttp, "sw_flask": _flask,
     "sw_starlette": _starlette, "sw_redis": _redis, "sw_grpc": _grpc, "sw_logging": _logging, "sw_loguru": _loguru,
-    "sw_pymysql": _pymysql, "sw_rabbitmq": _pika, "sw_celery": _celery,
+    "sw_pymysql": _pymysql, "sw_rabbitmq": _pika, "sw_celery": _celery, "sw_confluent_kafka": _confluent_kafka,
+    "sw_pulsar": _pulsar, "sw_pymongo": _pymongo,
 }
 NO_CALL = {  # originals are still checked for these
     "sw_django": "a Django request needs configured settings (process-wide); tests/plugins runs real apps",
@@ -256,7 +303,20 @@ NO_CALL = {  # originals are still checked for these
     "sw_psycopg": "a psycopg connection needs a server; tests/plugins/test_postgres.py runs a real PostgreSQL",
     "sw_asyncpg": "an asyncpg connection needs a server; tests/plugins/test_postgres.py runs a real PostgreSQL",
     "sw_mysqlclient": "a MySQLdb connection needs a server; tests/plugins/test_mysql.py runs a real MariaDB",
+    "sw_neo4j": "a neo4j session needs a Bolt server; tests/plugins/test_neo4j.py runs the Bolt stand-in",
+    "sw_happybase": "happybase needs a Thrift gateway; tests/plugins/test_happybase.py runs the HBase stand-in",
+    "sw_elasticsearch": "a request needs a node; tests/plugins/test_elasticsearch.py runs the Elasticsearch stand-in",
+    "sw_kafka": "a send needs a broker; tests/plugins/test_kafka.py runs a real Kafka-compatible broker",
+    "sw_aiokafka": "a send needs a broker; tests/plugins/test_aiokafka.py runs a real Kafka-compatible broker",
+    "sw_aiormq": "a channel needs a broker; tests/plugins/test_aiormq.py runs a real RabbitMQ",
+    "sw_amqp": "a channel needs a broker; tests/plugins/test_amqp.py runs a real RabbitMQ",
 }
+
+
+def _confluent_kafka_classes() -> object:
+    import confluent_kafka
+
+    return confluent_kafka.Producer  # swapped for a traced subclass (Consumer too), not wrapped
 
 
 def _loguru_patcher() -> object:
@@ -269,6 +329,7 @@ def _loguru_patcher() -> object:
 OTHER_STATE: dict[str, Callable[[], object]] = {
     "sw_logging": logging.getLogRecordFactory,
     "sw_loguru": _loguru_patcher,
+    "sw_confluent_kafka": _confluent_kafka_classes,
 }
 
 
