@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import copy
 import importlib
-import inspect
 from typing import Any
 
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin, _amqp
+from skywalking.plugins._callback import traced_async_callback
 from skywalking.plugins._peer import host_port
 from skywalking.trace.context import inside_exit_span
 from skywalking.trace.span import Span
@@ -104,26 +104,10 @@ def _consumer_span(message: Any, queue: Any) -> Span | None:
 
 def _traced_callback(callback: Any, queue: Any) -> Any:
     """An async ``callback(message)`` run (and awaited) inside the entry span of its message."""
-    if not callable(callback) or getattr(callback, "_sw_aiormq", False):
-        return callback
+    def span_for(message: Any) -> Span | None:
+        return _consumer_span(message, queue) if plugin.installed else None
 
-    async def on_message(message: Any) -> Any:
-        span = _consumer_span(message, queue) if plugin.installed else None
-        if span is None:
-            result = callback(message)
-            return await result if inspect.isawaitable(result) else result
-        try:
-            result = callback(message)
-            return await result if inspect.isawaitable(result) else result
-        except Exception:
-            span.raised()
-            raise
-        finally:
-            span.stop()
-
-    on_message._sw_aiormq = True  # type: ignore[attr-defined]
-    on_message.__wrapped__ = callback  # type: ignore[attr-defined]
-    return on_message
+    return traced_async_callback(callback, span_for, "_sw_aiormq")
 
 
 def _basic_consume(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

@@ -27,6 +27,7 @@ from typing import Any
 
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin, _amqp
+from skywalking.plugins._callback import traced_callback
 from skywalking.plugins._peer import host_port
 from skywalking.trace.context import inside_exit_span
 from skywalking.trace.span import Span
@@ -129,24 +130,10 @@ def _consumer_span(message: Any, queue: Any) -> Span | None:
 
 def _traced_callback(callback: Any, queue: Any) -> Any:
     """``callback(message)`` inside the entry span of its message."""
-    if not callable(callback) or getattr(callback, "_sw_amqp", False):
-        return callback
+    def span_for(*args: Any, **_: Any) -> Span | None:
+        return _consumer_span(args[0], queue) if plugin.installed and args else None
 
-    def on_message(*args: Any, **kwargs: Any) -> Any:
-        span = _consumer_span(args[0], queue) if plugin.installed and args else None
-        if span is None:
-            return callback(*args, **kwargs)
-        try:
-            return callback(*args, **kwargs)
-        except Exception:
-            span.raised()
-            raise
-        finally:
-            span.stop()
-
-    on_message._sw_amqp = True  # type: ignore[attr-defined]
-    on_message.__wrapped__ = callback  # type: ignore[attr-defined]
-    return on_message
+    return traced_callback(callback, span_for, "_sw_amqp")
 
 
 def _basic_consume(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

@@ -32,6 +32,7 @@ from typing import Any
 from skywalking import Component, Layer
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin
+from skywalking.plugins._callback import traced_callback
 from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import fresh_context, get_context, inside_exit_span
 from skywalking.trace.span import Span
@@ -279,24 +280,10 @@ def _batch_receive(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 def _traced_listener(listener: Any, peer: str | None) -> Any:
     """``listener(consumer, message)`` inside the entry span of its message."""
-    if not callable(listener) or getattr(listener, "_sw_pulsar", False):
-        return listener
+    def span_for(consumer: Any, message: Any) -> Span | None:
+        return _consumer_span(message, peer) if plugin.installed else None
 
-    def on_message(consumer: Any, message: Any) -> Any:
-        span = _consumer_span(message, peer) if plugin.installed else None
-        if span is None:
-            return listener(consumer, message)
-        try:
-            return listener(consumer, message)
-        except Exception:
-            span.raised()
-            raise
-        finally:
-            span.stop()
-
-    on_message._sw_pulsar = True  # type: ignore[attr-defined]
-    on_message.__wrapped__ = listener  # type: ignore[attr-defined]
-    return on_message
+    return traced_callback(listener, span_for, "_sw_pulsar_listener")
 
 
 def _subscribe(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

@@ -29,6 +29,7 @@ from typing import Any
 
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin, _amqp
+from skywalking.plugins._callback import traced_callback
 from skywalking.plugins._peer import host_port
 from skywalking.trace.context import inside_exit_span
 from skywalking.trace.span import Span
@@ -117,26 +118,10 @@ def _refused(channel: Any, queue: Any, start_ms: int) -> None:
 
 def _traced_callback(callback: Any, queue: Any) -> Any:
     """``callback(channel, method, properties, body)`` inside the entry span of its message."""
-    if not callable(callback) or getattr(callback, "_sw_rabbitmq", False):
-        return callback
+    def span_for(*args: Any, **_: Any) -> Span | None:
+        return _consumer_span(args[0], args[1], args[2], queue) if plugin.installed and len(args) >= 3 else None
 
-    def on_message(*args: Any, **kwargs: Any) -> Any:
-        span = None
-        if plugin.installed and len(args) >= 3:
-            span = _consumer_span(args[0], args[1], args[2], queue)
-        if span is None:
-            return callback(*args, **kwargs)
-        try:
-            return callback(*args, **kwargs)
-        except Exception:
-            span.raised()
-            raise
-        finally:
-            span.stop()
-
-    on_message._sw_rabbitmq = True  # type: ignore[attr-defined]
-    on_message.__wrapped__ = callback  # type: ignore[attr-defined]
-    return on_message
+    return traced_callback(callback, span_for, "_sw_rabbitmq")
 
 
 def _with_callback(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
