@@ -6,6 +6,8 @@
 * ``producer_span(topic, servers, component)``: the started exit span of one send (None: not traced);
   ``with_headers(headers, span)``: a new header collection holding the caller's headers plus the headers of
   ``agent_propagation`` (``sw6`` by default) as ``(str, bytes)`` — the caller's list or dict is never changed.
+* ``with_headers_at(args, kwargs, at, span)``: a send's arguments with its ``headers`` argument so replaced;
+  ``topics_of(consumer)``: a kafka-python / aiokafka consumer's topics.
 * ``consumer_span(topics, group, servers, batches, component)``: the started entry span of one received batch,
   in its own segment, with a ref for every record whose headers carry a context (``batches``: the records'
   header collections, each ``[(str, bytes | str | None), ...]``, a dict, or None).
@@ -26,7 +28,8 @@ from skywalking.trace.context import fresh_context, get_context, inside_exit_spa
 from skywalking.trace.span import Span
 from skywalking.trace.tags import TagMqBroker, TagMqTopic
 
-__all__ = ["brokers", "consumer_op", "consumer_span", "producer_op", "producer_span", "with_headers"]
+__all__ = ["brokers", "consumer_op", "consumer_span", "producer_op", "producer_span", "topics_of", "with_headers",
+           "with_headers_at"]
 
 
 def producer_op(topic: object) -> str:
@@ -90,7 +93,24 @@ def with_headers(headers: Any, span: Span) -> Any:
         return headers
 
 
+def with_headers_at(args: tuple[Any, ...], kwargs: dict[str, Any], at: int, span: Span) -> tuple[Any, Any]:
+    """``(args, kwargs)`` of a send whose ``headers`` argument is positional number ``at`` or the keyword
+    ``headers``, with that argument replaced by ``with_headers(...)`` (new tuples and dicts)."""
+    if len(args) > at:
+        return (*args[:at], with_headers(args[at], span), *args[at + 1:]), kwargs
+    return args, {**kwargs, "headers": with_headers(kwargs.get("headers"), span)}
+
+
 # -- consumer -------------------------------------------------------------------------------------------------------
+
+def topics_of(consumer: Any) -> list[str]:
+    """The topics a kafka-python or aiokafka consumer subscribed to (those assigned to it without a subscription),
+    sorted."""
+    topics = consumer.subscription()
+    if not topics:
+        topics = {tp.topic for tp in consumer.assignment()}
+    return sorted(topics)
+
 
 def _lookup(headers: Any) -> dict[str, str] | None:
     """The propagation headers among a record's headers (lower-case names, text values); None if there are none."""

@@ -25,7 +25,7 @@ from typing import Any
 from skywalking import Component
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin
-from skywalking.plugins._kafka import consumer_span, producer_span, with_headers
+from skywalking.plugins._kafka import consumer_span, producer_span, topics_of, with_headers_at
 
 _HEADERS_AT = 5  # send(topic, value, key, partition, timestamp_ms, headers)
 
@@ -40,10 +40,7 @@ async def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if span is None:
         return await wrapped(*args, **kwargs)
     try:
-        if len(args) > _HEADERS_AT:
-            args = (*args[:_HEADERS_AT], with_headers(args[_HEADERS_AT], span), *args[_HEADERS_AT + 1:])
-        else:
-            kwargs = {**kwargs, "headers": with_headers(kwargs.get("headers"), span)}
+        args, kwargs = with_headers_at(args, kwargs, _HEADERS_AT, span)
         return await wrapped(*args, **kwargs)
     except BaseException:  # a cancelled send is an error too
         span.raised()
@@ -52,16 +49,9 @@ async def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         span.stop()
 
 
-def _topics(consumer: Any) -> list[str]:
-    topics = consumer.subscription()
-    if not topics:
-        topics = {tp.topic for tp in consumer.assignment()}
-    return sorted(topics)
-
-
 def _received(consumer: Any, headers: Iterable[Any]) -> None:
     try:
-        span = consumer_span(_topics(consumer), getattr(consumer, "_group_id", None),
+        span = consumer_span(topics_of(consumer), getattr(consumer, "_group_id", None),
                              _servers(getattr(consumer, "_client", None)), headers, Component.KafkaConsumer)
         if span is not None:
             span.stop()

@@ -23,7 +23,7 @@ from typing import Any
 from skywalking import Component
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin
-from skywalking.plugins._kafka import consumer_span, producer_span, with_headers
+from skywalking.plugins._kafka import consumer_span, producer_span, topics_of, with_headers_at
 
 _HEADERS_AT = 3  # send(topic, value, key, headers, partition, timestamp_ms)
 
@@ -39,10 +39,7 @@ def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if span is None:
         return wrapped(*args, **kwargs)
     try:
-        if len(args) > _HEADERS_AT:
-            args = (*args[:_HEADERS_AT], with_headers(args[_HEADERS_AT], span), *args[_HEADERS_AT + 1:])
-        else:
-            kwargs = {**kwargs, "headers": with_headers(kwargs.get("headers"), span)}
+        args, kwargs = with_headers_at(args, kwargs, _HEADERS_AT, span)
         return wrapped(*args, **kwargs)
     except Exception:
         span.raised()
@@ -51,19 +48,12 @@ def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         span.stop()
 
 
-def _topics(consumer: Any) -> list[str]:
-    topics = consumer.subscription()
-    if not topics:
-        topics = {tp.topic for tp in consumer.assignment()}
-    return sorted(topics)
-
-
 def _poll_once(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     records = wrapped(*args, **kwargs)
     if records and plugin.installed:
         try:
             batches = (record.headers for batch in records.values() for record in batch)
-            span = consumer_span(_topics(instance), _config(instance, "group_id"),
+            span = consumer_span(topics_of(instance), _config(instance, "group_id"),
                                  _config(instance, "bootstrap_servers"), batches, Component.KafkaConsumer)
             if span is not None:
                 span.stop()
