@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.plugins.servers import server_path
-from tests.protocol.procs import ROOT, free_port
+from tests.protocol.procs import ROOT
+from tools.server_process import ServerProcess, free_port
 
 SCRIPT = ROOT / "tools" / "rabbitmq-server.sh"
 _AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -26,32 +25,30 @@ def rabbitmq_server_script() -> str:
     return server_path(SCRIPT, "rabbitmq-server", "SW_REQUIRE_RABBITMQ")
 
 
-class RabbitMQServer:
+class RabbitMQServer(ServerProcess):
     """A broker on 127.0.0.1:<port> (user guest/guest); stop() ends it and its epmd."""
 
-    def __init__(self, script: str, timeout: float = 120.0) -> None:
-        self.dir = tempfile.mkdtemp(prefix="sw-rabbitmq-")
-        self.log = os.path.join(self.dir, "server.log")
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.epmd_port = 0
-        for _ in range(3):  # a free port may be taken before the broker binds it
-            self.port, dist_port, self.epmd_port = free_port(), free_port(), free_port()
-            self.popen = self._start(script, dist_port)
-            if self._answers(timeout):
-                return
-            self._end()
-        text = Path(self.log).read_text(errors="replace")[-8000:]
-        self.stop()
-        raise AssertionError(f"rabbitmq-server did not accept AMQP connections:\n{text}")
+    name = "rabbitmq"
+    not_ready = "rabbitmq-server did not accept AMQP connections"
+    probe_interval = 0.2
 
-    def _start(self, script: str, dist_port: int) -> subprocess.Popen[bytes]:
+    def __init__(self, script: str, timeout: float = 120.0) -> None:
+        self.script, self.ready_timeout = script, timeout
+        self.epmd_port = 0
+        self._env: dict[str, str] = {}
+        super().__init__()
+
+    def command(self) -> list[str]:
+        """A node of its own for this attempt's port: its files under ``<dir>/<port>``, fresh distribution and epmd
+        ports."""
         base = os.path.join(self.dir, str(self.port))
+        dist_port, self.epmd_port = free_port(), free_port()
         os.makedirs(base, exist_ok=True)
         plugins = os.path.join(base, "enabled_plugins")
         Path(plugins).write_text("[].\n")
         conf_env = os.path.join(base, "rabbitmq-env.conf")
         Path(conf_env).write_text("")
-        env = {
+        self._env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "HOME": base,  # the Erlang cookie goes here
             "LANG": "C.UTF-8",
@@ -74,36 +71,17 @@ class RabbitMQServer:
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1} +sbwt none "
                                                    "+sbwtdcpu none +sbwtdio none",
         }
-        with open(self.log, "ab") as log:
-            return subprocess.Popen([script], env=env, cwd=base, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+        return [self.script]
 
-    def _answers(self, timeout: float) -> bool:
-        """True once the broker answers the AMQP 0-9-1 protocol header with Connection.Start."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.popen is not None and self.popen.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                    s.sendall(_AMQP_HEADER)
-                    if s.recv(7)[:1] == b"\x01":  # a method frame on channel 0
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.2)
-        return False
+    def popen_options(self) -> dict[str, Any]:
+        return {"env": self._env, "cwd": self._env["HOME"]}
 
-    def _end(self) -> None:
-        popen, self.popen = self.popen, None
-        if popen is not None and popen.poll() is None:
-            try:
-                os.killpg(popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                popen.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(popen.pid, signal.SIGKILL)
-                popen.wait(10)
+    def ready(self) -> bool:
+        """The broker answers the AMQP 0-9-1 protocol header with Connection.Start."""
+        return self.exchange(_AMQP_HEADER, 7)[:1] == b"\x01"  # a method frame on channel 0
+
+    def end_process(self) -> None:
+        super().end_process()
         self._stop_epmd()
 
     def _stop_epmd(self) -> None:
@@ -122,9 +100,3 @@ class RabbitMQServer:
                     or "not running" in done.stdout + done.stderr:
                 return
             time.sleep(0.25)
-
-    def stop(self) -> None:
-        try:
-            self._end()
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)

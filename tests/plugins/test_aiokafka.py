@@ -11,7 +11,6 @@ headers, ``getmany`` batches with several refs, a ``send_and_wait`` traced once,
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,9 +20,10 @@ import pytest
 
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
+from tests.plugins.harness import Services, one_trace, port_of, serve, wait_printed
 from tests.plugins.kafka import KafkaBroker, kafka_broker_binary
-from tests.protocol.procs import Collector, Proc, Service, clean_env, wait_for
+
+pytest.importorskip("aiokafka")  # every test here drives aiokafka
 
 HERE = Path(__file__).parent
 PRODUCER = HERE / "apps" / "kafka_aio_producer_app.py"
@@ -32,61 +32,26 @@ CONSUMER = HERE / "apps" / "kafka_aio_consumer_app.py"
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[KafkaBroker]:
-    pytest.importorskip("aiokafka")
-    server = KafkaBroker(kafka_broker_binary())
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(lambda: KafkaBroker(kafka_broker_binary()), "aiokafka")
 
 
 # -- two services, their caller and the collector -----------------------------------------------------------------
 
 def test_a_producer_and_a_consumer_process_form_one_trace(broker: KafkaBroker) -> None:
     broker.create_topic("sw-aiokafka")
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        def env(name: str) -> dict[str, str]:
-            return clean_env(SW_AGENT_NAME=name, SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                             SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"{name}-1")
-
-        consumer = Proc([sys.executable, str(CONSUMER), broker.bootstrap], env("plugin-aiokafka-consumer"), "ready",
-                        timeout=60)
-        procs.append(consumer)
-        front = Proc([sys.executable, str(PRODUCER), broker.bootstrap], env("plugin-aiokafka-producer"),
-                     "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/produce")["downstream"]
+    with Services() as services:
+        consumer = services.python(CONSUMER, broker.bootstrap, name="plugin-aiokafka-consumer", ready="ready",
+                                   timeout=60)
+        front = port_of(services.python(PRODUCER, broker.bootstrap, name="plugin-aiokafka-producer"))
+        answer = services.call_front(front, "/produce")
         assert answer == {"headers_untouched": True, "too_large": "MessageSizeTooLargeError"}, answer
 
-        consumed = ["consumed first\n", "consumed second\n"]
-        wait_for(lambda: all(line in consumer.stdout for line in consumed), timeout=30,
-                 what=f"{consumed} in {consumer.stdout} {consumer.stderr}")
-        collector.segments(4)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "aiokafka.json", front=front_port, kafka=broker.bootstrap)
-        segments = collector.api("/api/segments")
-        expect.check(expected, segments)
-        assert len({s["traceId"] for s in segments}) == 1, [(s["service"], s["traceId"]) for s in segments]
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
+        wait_printed(consumer, ["consumed first\n", "consumed second\n"])
+        segments = services.check("aiokafka.json", segments=4, front=front, kafka=broker.bootstrap)
+        one_trace(segments)
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def topic(broker: KafkaBroker) -> str:
-    name = f"sw-test-{uuid.uuid4().hex[:8]}"
-    broker.create_topic(name)
-    return name
-
 
 def _produce(broker: KafkaBroker, reporter: MemoryReporter, send: Callable[[Any], Awaitable[Any]],
              **config: Any) -> list[Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -23,9 +22,10 @@ import pytest
 
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
+from tests.plugins.harness import Services, one_trace, port_of, serve, wait_printed
 from tests.plugins.rabbitmq import RabbitMQServer, rabbitmq_server_script
-from tests.protocol.procs import Collector, Proc, Service, clean_env, wait_for
+
+pytest.importorskip("aiormq")  # every test here drives aiormq
 
 HERE = Path(__file__).parent
 PRODUCER = HERE / "apps" / "aiormq_producer_app.py"
@@ -34,54 +34,25 @@ CONSUMER = HERE / "apps" / "aiormq_consumer_app.py"
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[RabbitMQServer]:
-    pytest.importorskip("aiormq")
-    server = RabbitMQServer(rabbitmq_server_script())
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(lambda: RabbitMQServer(rabbitmq_server_script()), "aiormq")
 
 
 # -- two services, their caller and the collector -----------------------------------------------------------------
 
 def test_a_producer_and_a_consumer_process_form_one_trace(broker: RabbitMQServer) -> None:
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        def env(name: str) -> dict[str, str]:
-            return clean_env(SW_AGENT_NAME=name, SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                             SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"{name}-1")
-
-        consumer = Proc([sys.executable, str(CONSUMER), str(broker.port)], env("plugin-aiormq-consumer"), "ready",
-                        timeout=60)
-        procs.append(consumer)
+    with Services() as services:
+        consumer = services.python(CONSUMER, broker.port, name="plugin-aiormq-consumer", ready="ready", timeout=60)
         assert "refused ChannelNotFoundEntity\n" in consumer.stdout, consumer.stdout
-        front = Proc([sys.executable, str(PRODUCER), str(broker.port)], env("plugin-aiormq-producer"), "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/publish")["downstream"]
+        front = port_of(services.python(PRODUCER, broker.port, name="plugin-aiormq-producer"))
+        answer = services.call_front(front, "/publish")
         assert answer == {"message_id_kept": True, "props_untouched": True,
                           "unknown_exchange": "ChannelNotFoundEntity"}, answer
 
-        consumed = [f"consumed {line}\n" for line in (
+        wait_printed(consumer, [f"consumed {line}\n" for line in (
             "sw-aio-async to the async consumer", "sw-aio-sync to the sync consumer",
-            "sw-aio-get forwarded to the async consumer")]
-        wait_for(lambda: all(line in consumer.stdout for line in consumed), timeout=30,
-                 what=f"{consumed} in {consumer.stdout} {consumer.stderr}")
-        collector.segments(6)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "aiormq.json", front=front_port, amqp=broker.port)
-        segments = collector.api("/api/segments")
-        expect.check(expected, segments)
-        linked = [s for s in segments if s["spans"][-1]["operationName"] != "RabbitMQ/Topic//Queue/sw-missing/Consumer"]
-        assert len({s["traceId"] for s in linked}) == 1, [(s["service"], s["traceId"]) for s in linked]
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
+            "sw-aio-get forwarded to the async consumer")])
+        segments = services.check("aiormq.json", segments=6, front=front, amqp=broker.port)
+        one_trace(segments, apart="RabbitMQ/Topic//Queue/sw-missing/Consumer")
 
 
 # -- in this process ----------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ uninstall."""
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,9 +21,11 @@ import pytest
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
-from tests.plugins import expect
+from tests.plugins.harness import Services, one_trace, port_of, serve, traced, wait_printed
 from tests.plugins.rabbitmq import RabbitMQServer, rabbitmq_server_script
-from tests.protocol.procs import Collector, Proc, Service, clean_env, wait_for
+from tests.protocol.procs import wait_for
+
+pytest.importorskip("amqp")  # every test here drives amqp
 
 HERE = Path(__file__).parent
 PRODUCER = HERE / "apps" / "amqp_producer_app.py"
@@ -33,53 +34,24 @@ CONSUMER = HERE / "apps" / "amqp_consumer_app.py"
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[RabbitMQServer]:
-    pytest.importorskip("amqp")
-    server = RabbitMQServer(rabbitmq_server_script())
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(lambda: RabbitMQServer(rabbitmq_server_script()), "amqp")
 
 
 # -- two services, their caller and the collector -----------------------------------------------------------------
 
 def test_a_producer_and_a_consumer_process_form_one_trace(broker: RabbitMQServer) -> None:
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        def env(name: str) -> dict[str, str]:
-            return clean_env(SW_AGENT_NAME=name, SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                             SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"{name}-1")
-
-        consumer = Proc([sys.executable, str(CONSUMER), str(broker.port)], env("plugin-amqp-consumer"), "ready",
-                        timeout=60)
-        procs.append(consumer)
+    with Services() as services:
+        consumer = services.python(CONSUMER, broker.port, name="plugin-amqp-consumer", ready="ready", timeout=60)
         assert "refused 404\n" in consumer.stdout, consumer.stdout
-        front = Proc([sys.executable, str(PRODUCER), str(broker.port)], env("plugin-amqp-producer"), "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/publish")["downstream"]
+        front = port_of(services.python(PRODUCER, broker.port, name="plugin-amqp-producer"))
+        answer = services.call_front(front, "/publish")
         assert answer == {"message_untouched": True, "unknown_exchange": ["NotFound", 404]}, answer
 
-        consumed = [f"consumed {line}\n" for line in (
+        wait_printed(consumer, [f"consumed {line}\n" for line in (
             "sw-amqp-callback to the callback consumer", "sw-amqp-direct to the direct consumer",
-            "sw-amqp-get confirmed", "sw-amqp-get forwarded to the callback consumer")]
-        wait_for(lambda: all(line in consumer.stdout for line in consumed), timeout=30,
-                 what=f"{consumed} in {consumer.stdout} {consumer.stderr}")
-        collector.segments(7)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "amqp.json", front=front_port, amqp=broker.port)
-        segments = collector.api("/api/segments")
-        expect.check(expected, segments)
-        linked = [s for s in segments if s["spans"][-1]["operationName"] != "RabbitMQ/Topic//Queue/sw-missing/Consumer"]
-        assert len({s["traceId"] for s in linked}) == 1, [(s["service"], s["traceId"]) for s in linked]
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
+            "sw-amqp-get confirmed", "sw-amqp-get forwarded to the callback consumer")])
+        segments = services.check("amqp.json", segments=7, front=front, amqp=broker.port)
+        one_trace(segments, apart="RabbitMQ/Topic//Queue/sw-missing/Consumer")
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
@@ -106,21 +78,6 @@ def channel(connection: Any) -> Any:
     return connection.channel()
 
 
-@pytest.fixture
-def queue(channel: Any) -> str:
-    name = f"sw-test-{uuid.uuid4().hex[:8]}"
-    channel.queue_declare(name, auto_delete=True)
-    return name
-
-
-def _traced(reporter: MemoryReporter, fn: Any) -> tuple[Any, list[Any]]:
-    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
-    with get_context().new_local_span("/test"):
-        result = fn()
-    assert reporter.wait_for(1)
-    return result, list(reporter.segments[-1].spans)
-
-
 def _get(channel: Any, queue: str) -> Any:
     return wait_for(lambda: channel.basic_get(queue, no_ack=True), what=f"a message in {queue}")
 
@@ -130,7 +87,7 @@ def test_the_header_goes_into_a_copy_of_the_message(channel: Any, queue: str, re
     import amqp
 
     message = amqp.Message(b"one", content_type="text/plain", application_headers={"app": "x"})
-    _, spans = _traced(reporter, lambda: channel.basic_publish(message, "", queue))
+    _, spans = traced(reporter, lambda: channel.basic_publish(message, "", queue))
     assert message.properties == {"content_type": "text/plain", "application_headers": {"app": "x"}}
     exit_span = spans[0]
     assert exit_span.op == f"RabbitMQ/Topic//Queue/{queue}/Producer" and exit_span.peer == f"127.0.0.1:{broker.port}"
@@ -146,7 +103,7 @@ def test_the_header_goes_into_a_copy_of_the_message(channel: Any, queue: str, re
     assert entry.refs[0].segment_id == reporter.segments[0].segment_id
 
     reporter.segments.clear()
-    _traced(reporter, lambda: channel.basic_publish(msg=amqp.Message(b"two"), routing_key=queue))  # keywords
+    traced(reporter, lambda: channel.basic_publish(msg=amqp.Message(b"two"), routing_key=queue))  # keywords
     received = _get(channel, queue)
     assert received.body == b"two" and set(received.headers) == {"sw6"}
 
@@ -159,7 +116,7 @@ def test_sw8_when_configured(broker: RabbitMQServer, start_agent: Any) -> None:
     try:
         channel = connection.channel()
         name = channel.queue_declare("", exclusive=True).queue
-        _traced(reporter, lambda: channel.basic_publish(amqp.Message(b"v8"), "", name))
+        traced(reporter, lambda: channel.basic_publish(amqp.Message(b"v8"), "", name))
         received = _get(channel, name)
         assert "sw8" in received.headers and "sw6" not in received.headers, received.headers
         assert reporter.wait_for(2)
@@ -190,7 +147,7 @@ def test_confirm_mode_refusals_are_errors_and_reraised_untouched(broker: RabbitM
             except amqp.exceptions.NotFound as e:
                 raised.append(e)
 
-        _, spans = _traced(reporter, calls)
+        _, spans = traced(reporter, calls)
     finally:
         confirming.collect()
     assert [(type(e).__name__, e.reply_code) for e in raised] == [("NotFound", 404), ("NotFound", 404)]  # type: ignore[attr-defined]
@@ -217,7 +174,7 @@ def test_a_confirm_channel_made_before_install_is_traced_once(broker: RabbitMQSe
     finally:
         assert plugin.install()
     try:
-        _, spans = _traced(reporter, lambda: early.basic_publish(amqp.Message(b"early"), "", queue))
+        _, spans = traced(reporter, lambda: early.basic_publish(amqp.Message(b"early"), "", queue))
     finally:
         confirming.close()
     assert [s.op for s in spans] == [f"RabbitMQ/Topic//Queue/{queue}/Producer", "/test"]
@@ -241,8 +198,8 @@ def test_a_failing_callback_is_an_error_span_and_its_exception_unchanged(connect
             raise thrown[-1]
 
     channel.basic_consume(queue, callback=on_message, no_ack=True)
-    _traced(reporter, lambda: channel.basic_publish(amqp.Message(b"good"), "", queue))
-    _traced(reporter, lambda: channel.basic_publish(amqp.Message(b"bad"), "", queue))
+    traced(reporter, lambda: channel.basic_publish(amqp.Message(b"good"), "", queue))
+    traced(reporter, lambda: channel.basic_publish(amqp.Message(b"bad"), "", queue))
     with pytest.raises(Boom) as info:
         for _ in range(50):
             try:
@@ -260,7 +217,7 @@ def test_a_message_received_inside_a_request_is_its_own_segment(channel: Any, qu
                                                                  reporter: MemoryReporter) -> None:
     import amqp
 
-    _traced(reporter, lambda: channel.basic_publish(amqp.Message(b"m"), "", queue))
+    traced(reporter, lambda: channel.basic_publish(amqp.Message(b"m"), "", queue))
     producer_trace = str(reporter.segments[-1].related_traces[0])
     reporter.segments.clear()
     with get_context().new_entry_span("/request", inbound_carrier({}.get)) as request:
@@ -286,8 +243,8 @@ def test_a_celery_task_message_is_left_to_sw_celery(channel: Any, queue: str, re
     state = SimpleNamespace(plugin=SimpleNamespace(installed=celery_traced))  # what the agent loaded
     monkeypatch.setitem(sys.modules, "skywalking.plugins.sw_celery", state)
     task = amqp.Message(b"[]", application_headers={"lang": "py", "task": "sw.add", "id": "1"})
-    _traced(reporter, lambda: channel.basic_publish(task, "", queue))
-    _traced(reporter, lambda: channel.basic_publish(amqp.Message(b"plain"), "", queue))
+    traced(reporter, lambda: channel.basic_publish(task, "", queue))
+    traced(reporter, lambda: channel.basic_publish(amqp.Message(b"plain"), "", queue))
     reporter.segments.clear()
     assert _get(channel, queue).headers["task"] == "sw.add"
     assert _get(channel, queue).body == b"plain"
@@ -305,7 +262,7 @@ def test_a_failure_of_the_plugin_publishes_and_consumes_untraced(channel: Any, q
         raise RuntimeError("plugin bug")
 
     monkeypatch.setattr(sw_amqp, "_broker", broken)
-    _, spans = _traced(reporter, lambda: channel.basic_publish(amqp.Message(b"plain"), "", queue))
+    _, spans = traced(reporter, lambda: channel.basic_publish(amqp.Message(b"plain"), "", queue))
     assert [s.op for s in spans] == ["/test"]
     reporter.segments.clear()
     received = _get(channel, queue)
@@ -320,7 +277,7 @@ def test_nothing_inside_an_exit_span(channel: Any, queue: str, reporter: MemoryR
         with get_context().new_exit_span(op="mq-layer", peer="somewhere"):
             channel.basic_publish(amqp.Message(b"inner"), "", queue)
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert [s.op for s in spans] == ["mq-layer", "/test"]
     assert not _get(channel, queue).headers
 
@@ -341,9 +298,9 @@ def test_uninstall_restores_the_originals(broker: RabbitMQServer, channel: Any, 
     plugin.uninstall()
     try:
         assert [amqp.channel.Channel.__dict__[name] for name in names] == [t.__wrapped__ for t in targets]
-        _, spans = _traced(reporter, lambda: channel.basic_publish(amqp.Message(b"plain"), "", queue))
+        _, spans = traced(reporter, lambda: channel.basic_publish(amqp.Message(b"plain"), "", queue))
         assert [s.op for s in spans] == ["/test"]
-        _, spans = _traced(reporter, lambda: bound_while_installed.basic_publish(amqp.Message(b"bound"), "", queue))
+        _, spans = traced(reporter, lambda: bound_while_installed.basic_publish(amqp.Message(b"bound"), "", queue))
         assert [s.op for s in spans] == ["/test"]
         assert [m.headers for m in (_get(channel, queue), _get(channel, queue))] == [None, None]
     finally:

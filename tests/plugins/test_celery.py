@@ -20,9 +20,9 @@ import pytest
 
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
+from tests.plugins.harness import Services, one_trace, port_of, serve, wait_printed
 from tests.plugins.rabbitmq import RabbitMQServer, rabbitmq_server_script
-from tests.protocol.procs import Collector, Proc, Service, clean_env, free_port, wait_for
+from tests.protocol.procs import free_port
 
 HERE = Path(__file__).parent
 PRODUCER = HERE / "apps" / "celery_producer_app.py"
@@ -31,61 +31,32 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[RabbitMQServer]:
-    pytest.importorskip("celery")
-    server = RabbitMQServer(rabbitmq_server_script())
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(lambda: RabbitMQServer(rabbitmq_server_script()), "celery")
 
 
 @pytest.mark.parametrize("pool", ["solo", "prefork"])
 def test_tasks_and_their_worker_runs_form_one_trace(broker: RabbitMQServer, pool: str) -> None:
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        def env(name: str, **extra: str) -> dict[str, str]:
-            return clean_env(SW_AGENT_NAME=name, SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                             SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"{name}-1",
-                             SW_TEST_AMQP_PORT=str(broker.port),
-                             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
-
-        worker = Proc([str(BIN / "sw-python"), "run", "celery", "-A", "tests.plugins.apps.celery_app", "worker",
-                       "-P", pool, "-c", "1", "--without-mingle", "--without-gossip", "--without-heartbeat",
-                       "-l", "warning"],
-                      env("plugin-celery-worker"), "worker ready", timeout=90)
-        procs.append(worker)
+    with Services() as services:
+        settings = {"SW_TEST_AMQP_PORT": str(broker.port), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        worker = services.start([str(BIN / "sw-python"), "run", "celery", "-A", "tests.plugins.apps.celery_app",
+                                 "worker", "-P", pool, "-c", "1", "--without-mingle", "--without-gossip",
+                                 "--without-heartbeat", "-l", "warning"],
+                                "plugin-celery-worker", ready="worker ready", timeout=90, **settings)
         closed = free_port()
-        front = Proc([sys.executable, str(PRODUCER), str(broker.port), str(closed)], env("plugin-celery-producer"),
-                     "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/tasks")["downstream"]
+        front = port_of(services.python(PRODUCER, broker.port, closed, name="plugin-celery-producer", **settings))
+        answer = services.call_front(front, "/tasks")
         assert answer["down"] == "OperationalError" and {"add", "flaky", "fail"} <= set(answer), answer
 
-        ran = ["ran sw.add SUCCESS 5\n", "ran sw.flaky RETRY", "ran sw.flaky SUCCESS 'x after 1 retry'\n",
-               "ran sw.fail FAILURE ValueError('boom')\n"]
-        wait_for(lambda: all(any(line.startswith(r) for line in worker.stdout) for r in ran), timeout=30,
-                 what=f"{ran} in {worker.stdout} {worker.stderr[-20:]}")
-        collector.segments(6)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "celery.json", front=front_port, amqp=broker.port, closed=closed)
-        segments = collector.api("/api/segments")
-        expect.check(expected, segments)
-        assert len({s["traceId"] for s in segments}) == 1, [(s["service"], s["traceId"]) for s in segments]
+        wait_printed(worker, ["ran sw.add SUCCESS 5\n", "ran sw.flaky RETRY",
+                              "ran sw.flaky SUCCESS 'x after 1 retry'\n", "ran sw.fail FAILURE ValueError('boom')\n"])
+        segments = services.check("celery.json", segments=6, front=front, amqp=broker.port, closed=closed)
+        one_trace(segments)
         # the OAP names an instance <service>-pid:<pid>@<host>: solo runs tasks in the worker's main process, the
         # prefork pool in a forked process that reports as an instance of its own (no option needed)
         pids = {re.sub(r".*-pid:(\d+)@.*", r"\1", s["serviceInstance"]) for s in segments
                 if s["service"] == "plugin-celery-worker"}
         assert (pids == {str(worker.popen.pid)}) == (pool == "solo") and len(pids) == 1, (pool, pids)
         assert not [line for line in worker.stderr if "fork()" in line or "fork_posix" in line], worker.stderr  # gRPC
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
 
 
 @pytest.fixture

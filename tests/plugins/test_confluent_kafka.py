@@ -11,7 +11,6 @@ events, our own failures, ``isinstance``, uninstall."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,9 +20,11 @@ import pytest
 
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context, suppress_tracing
-from tests.plugins import expect
+from tests.plugins.harness import Services, one_trace, port_of, serve, traced, wait_printed
 from tests.plugins.kafka import KafkaBroker, kafka_broker_binary
-from tests.protocol.procs import Collector, Proc, Service, clean_env, wait_for
+from tests.protocol.procs import wait_for
+
+pytest.importorskip("confluent_kafka")  # every test here drives confluent_kafka
 
 HERE = Path(__file__).parent
 PRODUCER = HERE / "apps" / "confluent_producer_app.py"
@@ -32,12 +33,7 @@ CONSUMER = HERE / "apps" / "confluent_consumer_app.py"
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[KafkaBroker]:
-    pytest.importorskip("confluent_kafka")
-    server = KafkaBroker(kafka_broker_binary())
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(lambda: KafkaBroker(kafka_broker_binary()), "confluent_kafka")
 
 
 # -- two services, their caller and the collector -----------------------------------------------------------------
@@ -45,55 +41,23 @@ def broker() -> Iterator[KafkaBroker]:
 def test_a_producer_and_a_consumer_process_form_one_trace(broker: KafkaBroker) -> None:
     for topic in ("sw-poll", "sw-batch", "sw-deser"):
         broker.create_topic(topic)
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        def env(name: str) -> dict[str, str]:
-            return clean_env(SW_AGENT_NAME=name, SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                             SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"{name}-1")
-
-        consumer = Proc([sys.executable, str(CONSUMER), broker.bootstrap], env("plugin-confluent-consumer"), "ready",
-                        timeout=90)
-        procs.append(consumer)
+    with Services() as services:
+        consumer = services.python(CONSUMER, broker.bootstrap, name="plugin-confluent-consumer", ready="ready",
+                                   timeout=90)
         assert "refused UNKNOWN_TOPIC_OR_PART\n" in consumer.stdout, consumer.stdout
-        front = Proc([sys.executable, str(PRODUCER), broker.bootstrap], env("plugin-confluent-producer"),
-                     "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/produce")["downstream"]
+        front = port_of(services.python(PRODUCER, broker.bootstrap, name="plugin-confluent-producer"))
+        answer = services.call_front(front, "/produce")
         assert answer == {"headers_untouched": True, "too_large": ["KafkaException", "MSG_SIZE_TOO_LARGE"],
                           "undelivered": 0}, answer
 
-        consumed = [f"consumed {line}\n" for line in (
+        wait_printed(consumer, [f"consumed {line}\n" for line in (
             "sw-poll to the poll consumer", "sw-batch batch one", "sw-batch batch two",
-            "sw-deser to the deserializing consumer")]
-        wait_for(lambda: all(line in consumer.stdout for line in consumed), timeout=60,
-                 what=f"{consumed} in {consumer.stdout} {consumer.stderr}")
-        collector.segments(6)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "confluent_kafka.json", front=front_port, kafka=broker.port)
-        segments = collector.api("/api/segments")
-        expect.check(expected, segments)
-        missing = "Kafka/sw-missing/Consumer/sw-missing-group"
-        linked = [s for s in segments if s["spans"][-1]["operationName"] != missing]
-        assert len({s["traceId"] for s in linked}) == 1, [(s["service"], s["traceId"]) for s in linked]
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
+            "sw-deser to the deserializing consumer")], timeout=60)
+        segments = services.check("confluent_kafka.json", segments=6, front=front, kafka=broker.port)
+        one_trace(segments, apart="Kafka/sw-missing/Consumer/sw-missing-group")
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def topic(broker: KafkaBroker) -> str:
-    name = f"sw-test-{uuid.uuid4().hex[:8]}"
-    broker.create_topic(name)
-    return name
-
 
 @pytest.fixture
 def make(broker: KafkaBroker, reporter: MemoryReporter) -> Iterator[Callable[..., Any]]:
@@ -115,14 +79,6 @@ def make(broker: KafkaBroker, reporter: MemoryReporter) -> Iterator[Callable[...
                 pass
         else:
             client.flush(5)
-
-
-def _traced(reporter: MemoryReporter, fn: Callable[[], Any]) -> tuple[Any, list[Any]]:
-    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
-    with get_context().new_local_span("/test"):
-        result = fn()
-    assert reporter.wait_for(1)
-    return result, list(reporter.segments[-1].spans)
 
 
 def _reader(make: Callable[..., Any], topic: str, group: str = "sw-reader", **config: Any) -> Any:
@@ -155,7 +111,7 @@ def test_the_header_goes_into_a_copy_of_the_headers(make: Callable[..., Any], to
         producer.produce(topic, b"dict", None, -1, None, None, 0, as_dict)  # every argument by position
         producer.produce(topic, value=b"none")
 
-    _, spans = _traced(reporter, produce)
+    _, spans = traced(reporter, produce)
     assert producer.flush(10) == 0
     assert as_list == [("app", b"x"), ("sw6", b"stale")] and as_dict == {"app": "y"}
     assert [s.op for s in spans] == [f"Kafka/{topic}/Producer"] * 3 + ["/test"]
@@ -176,7 +132,7 @@ def test_a_poll_continues_the_trace_of_its_record(make: Callable[..., Any], topi
     import confluent_kafka
 
     producer = make(confluent_kafka.Producer)
-    _, spans = _traced(reporter, lambda: producer.produce(topic, b"m"))
+    _, spans = traced(reporter, lambda: producer.produce(topic, b"m"))
     producer.flush(10)
     producer_segment = reporter.segments[-1]
     reporter.segments.clear()
@@ -197,10 +153,10 @@ def test_a_consume_batch_is_one_span_with_a_ref_per_traced_record(make: Callable
     import confluent_kafka
 
     producer = make(confluent_kafka.Producer)
-    _traced(reporter, lambda: producer.produce(topic, b"1"))
+    traced(reporter, lambda: producer.produce(topic, b"1"))
     with suppress_tracing():
         producer.produce(topic, b"untraced")
-    _traced(reporter, lambda: producer.produce(topic, b"3"))
+    traced(reporter, lambda: producer.produce(topic, b"3"))
     producer.flush(10)
     producers = list(reporter.segments)
     reporter.segments.clear()
@@ -224,7 +180,7 @@ def test_sw8_when_configured(broker: KafkaBroker, topic: str, start_agent: Any) 
     producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap})
     consumer = confluent_kafka.Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "sw-v8"})
     try:
-        _traced(reporter, lambda: producer.produce(topic, b"v8"))
+        traced(reporter, lambda: producer.produce(topic, b"v8"))
         producer.flush(10)
         consumer.assign([confluent_kafka.TopicPartition(topic, 0, confluent_kafka.OFFSET_BEGINNING)])
         message = _poll(consumer)
@@ -267,7 +223,7 @@ def test_a_produce_that_raises_is_an_error_and_the_exception_unchanged(make: Cal
         except TypeError as e:
             raised.append(e)
 
-    _, spans = _traced(reporter, calls)
+    _, spans = traced(reporter, calls)
     assert [type(e).__name__ for e in raised] == ["KafkaException", "ValueSerializationError", "TypeError"]
     assert raised[0].args[0].code() == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE
     assert isinstance(raised[1].__cause__ or raised[1].__context__, Boom) or "Boom" in str(raised[1])
@@ -314,7 +270,7 @@ def test_a_failing_deserializer_is_an_error_span_and_its_exception_unchanged(
         return value.decode()
 
     producer = make(confluent_kafka.Producer)
-    _traced(reporter, lambda: [producer.produce(topic, body) for body in (b"good", b"bad")])
+    traced(reporter, lambda: [producer.produce(topic, body) for body in (b"good", b"bad")])
     producer.flush(10)
     reporter.segments.clear()
     consumer = make(confluent_kafka.DeserializingConsumer, group_id="sw-deser", value_deserializer=refuse)
@@ -355,7 +311,7 @@ def test_a_failure_of_the_plugin_produces_and_consumes_untraced(make: Callable[.
 
     producer = make(confluent_kafka.Producer)
     monkeypatch.setattr(_kafka, "brokers", broken)
-    _, spans = _traced(reporter, lambda: producer.produce(topic, b"plain", headers=[("app", b"x")]))
+    _, spans = traced(reporter, lambda: producer.produce(topic, b"plain", headers=[("app", b"x")]))
     producer.flush(10)
     assert [s.op for s in spans] == ["/test"]
     reporter.segments.clear()
@@ -373,7 +329,7 @@ def test_nothing_inside_an_exit_span(make: Callable[..., Any], topic: str, repor
         with get_context().new_exit_span(op="mq-layer", peer="somewhere"):
             producer.produce(topic, b"inner")
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert [s.op for s in spans] == ["mq-layer", "/test"]
 
 
@@ -395,7 +351,7 @@ def test_isinstance_keeps_accepting_the_library_types(make: Callable[..., Any], 
     mine = make(Mine)
     assert isinstance(mine, Mine) and isinstance(mine, confluent_kafka.Producer) and isinstance(mine, cimpl.Producer)
     assert not isinstance(producer, Mine) and not issubclass(confluent_kafka.SerializingProducer, Mine)
-    _, spans = _traced(reporter, lambda: mine.produce(topic, b"mine"))
+    _, spans = traced(reporter, lambda: mine.produce(topic, b"mine"))
     assert [s.op for s in spans] == [f"Kafka/{topic}/Producer", "/test"]
 
 
@@ -419,7 +375,7 @@ def test_uninstall_restores_the_originals(make: Callable[..., Any], topic: str, 
             w.__wrapped__ for w in wrapped]
         assert "subscribe" not in DeserializingConsumer.__dict__  # inherited: our wrapper removed
         after = make(confluent_kafka.Producer)
-        _, spans = _traced(reporter, lambda: (before.produce(topic, b"a"), after.produce(topic, b"b")))
+        _, spans = traced(reporter, lambda: (before.produce(topic, b"a"), after.produce(topic, b"b")))
         assert [s.op for s in spans] == ["/test"]
     finally:
         assert plugin.install()

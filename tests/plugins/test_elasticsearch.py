@@ -9,7 +9,6 @@ installed), the DSL option, retries, connection errors, our own failures, uninst
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,9 @@ import pytest
 from skywalking import config
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
+from tests.plugins.harness import Services, port_of, serve
 from tests.plugins.standins.elasticsearch import StandIn
-from tests.protocol.procs import Collector, Proc, Service, clean_env, free_port
+from tests.protocol.procs import free_port
 
 HERE = Path(__file__).parent
 APP = HERE / "apps" / "elasticsearch_app.py"
@@ -31,45 +30,21 @@ es = pytest.importorskip("elasticsearch")
 
 @pytest.fixture(scope="module")
 def standin() -> Iterator[StandIn]:
-    server = StandIn()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(StandIn)
 
 
 # -- the service, its caller and the collector ------------------------------------------------------------------
 
 def test_requests_of_the_sync_and_async_clients_are_database_exit_spans() -> None:
     pytest.importorskip("aiohttp")
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        cluster = Proc([sys.executable, "-m", "tests.plugins.standins.elasticsearch"], clean_env(), "ready port=")
-        procs.append(cluster)
-        es_port = int(cluster.ready_line.split("=")[1])
-        env = clean_env(SW_AGENT_NAME="plugin-elasticsearch", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME="plugin-elasticsearch-1",
-                        SW_PLUGIN_ELASTICSEARCH_TRACE_DSL="true")
-        front = Proc([sys.executable, str(APP), str(es_port)], env, "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/elasticsearch")["downstream"]
+    with Services() as services:
+        es = port_of(services.python("-m", "tests.plugins.standins.elasticsearch"))
+        front = port_of(services.python(APP, es, name="plugin-elasticsearch", SW_PLUGIN_ELASTICSEARCH_TRACE_DSL="true"))
+        answer = services.call_front(front, "/elasticsearch")
         assert answer == {"sync": {"get": "Dune", "search": ["1"], "bulk_errors": False,
                                    "get_error": "NotFoundError 404", "exists": False},
                           "async": {"total": 4}}, answer
-
-        collector.segments(2)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "elasticsearch.json", front=front_port, es=es_port)
-        expect.check(expected, collector.api("/api/segments"))
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
+        services.check("elasticsearch.json", segments=2, front=front, es=es)
 
 
 # -- in this process ----------------------------------------------------------------------------------------------

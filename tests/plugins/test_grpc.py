@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -23,8 +22,7 @@ from skywalking import Kind, config
 from skywalking.plugins import sw_grpc
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
-from tests.protocol.procs import Collector, Proc, Service, clean_env
+from tests.plugins.harness import Services, port_of
 
 grpc = pytest.importorskip("grpc")
 
@@ -33,11 +31,9 @@ APP = HERE / "apps" / "grpc_app.py"
 IGNORED = "/demo.Greeter/Ignored"
 
 
-def start(mode: str, name: str, backend: str, *args: str) -> tuple[Proc, int]:
-    env = clean_env(SW_AGENT_NAME=name, SW_AGENT_COLLECTOR_BACKEND_SERVICES=backend, SW_AGENT_REGISTER_WAIT="15",
-                    SW_AGENT_INSTANCE_NAME=f"{name}-1", SW_PLUGIN_GRPC_IGNORED_METHODS=IGNORED)
-    proc = Proc([sys.executable, str(APP), mode, *args], env, "ready port=")
-    return proc, int(proc.ready_line.split("=")[1])
+def start(services: Services, mode: str, name: str, *args: str) -> int:
+    """Start a grpc_app.py process traced as ``name``; its port."""
+    return port_of(services.python(APP, mode, *args, name=name, SW_PLUGIN_GRPC_IGNORED_METHODS=IGNORED))
 
 
 def by_span_id(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -46,31 +42,18 @@ def by_span_id(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_grpc_servers_and_clients_sync_and_aio() -> None:
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        sync, sync_port = start("sync-server", "grpc-sync", collector.grpc)
-        procs.append(sync)
-        aio, aio_port = start("aio-server", "grpc-aio", collector.grpc)
-        procs.append(aio)
-        front, front_port = start("front", "grpc-front", collector.grpc, f"127.0.0.1:{sync_port}",
-                                  f"127.0.0.1:{aio_port}")
-        procs.append(front)
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        body = caller.call(next=f"http://127.0.0.1:{front_port}/front")
-        assert body["downstream"]["results"] == ["hello sync", "0,1", "3", "A,B", "hello x",
-                                                 "hello aio", "0,1", "3", "AB,C"]
+    with Services() as services:
+        sync_port = start(services, "sync-server", "grpc-sync")
+        aio_port = start(services, "aio-server", "grpc-aio")
+        front_port = start(services, "front", "grpc-front", f"127.0.0.1:{sync_port}", f"127.0.0.1:{aio_port}")
+        assert services.call_front(front_port, "/front")["results"] == ["hello sync", "0,1", "3", "A,B", "hello x",
+                                                                        "hello aio", "0,1", "3", "AB,C"]
         with pytest.raises(urllib.error.HTTPError) as failed:  # an untraced caller
             urllib.request.urlopen(f"http://127.0.0.1:{front_port}/front-fail", timeout=10)
         assert failed.value.code == 502
         assert json.load(failed.value)["results"] == ["INVALID_ARGUMENT", "NOT_FOUND"]
 
-        expected = expect.load(HERE / "expected" / "grpc.json", front=front_port, sync=sync_port, aio=aio_port)
-        collector.segments(len(expected["segments"]))
-        collector.settled()
-        segments = collector.api("/api/segments")  # again, once settled: nothing more may have come
-        expect.check(expected, by_span_id(segments))
+        segments = services.check("grpc.json", arrange=by_span_id, front=front_port, sync=sync_port, aio=aio_port)
 
         # a streamed call's exit span ends once the stream is done: not before the server's entry span
         def span(service: str, op: str, kind: str) -> dict[str, Any]:
@@ -81,11 +64,6 @@ def test_grpc_servers_and_clients_sync_and_aio() -> None:
             exits = [s for seg in segments if seg["service"] == "grpc-front" for s in seg["spans"]
                      if s["operationName"] == "/demo.Greeter/Count" and s["peer"] == f"127.0.0.1:{port}"]
             assert exits[0]["endTime"] >= span(server, "/demo.Greeter/Count", "Entry")["endTime"]
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
 
 
 # -- in process ---------------------------------------------------------------------------------

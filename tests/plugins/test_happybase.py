@@ -8,7 +8,6 @@ application's exception unchanged, our own failures, uninstall."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,7 @@ import pytest
 
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
-from tests.protocol.procs import Collector, Proc, Service, clean_env
+from tests.plugins.harness import Services, port_of, serve, traced
 
 pytest.importorskip("happybase")
 
@@ -30,39 +28,18 @@ APP = HERE / "apps" / "happybase_app.py"
 
 @pytest.fixture(scope="module")
 def hbase() -> Iterator[HBaseStandIn]:
-    server = HBaseStandIn()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(HBaseStandIn)
 
 
 # -- the service, its caller and the collector ------------------------------------------------------------------
 
 def test_table_calls_are_exit_spans(hbase: HBaseStandIn) -> None:
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        env = clean_env(SW_AGENT_NAME="plugin-happybase", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME="plugin-happybase-1")
-        front = Proc([sys.executable, str(APP), str(hbase.port)], env, "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/hbase")["downstream"]
+    with Services() as services:
+        front = port_of(services.python(APP, hbase.port, name="plugin-happybase"))
+        answer = services.call_front(front, "/hbase")
         assert answer == {"row": "ann", "rows": ["u2", "u1"], "cells": ["ann"], "scan": ["u1", "u2"],
                           "first": "u1", "error": "Hbase_thrift.IOError"}, answer
-
-        collector.segments(2)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "happybase.json", front=front_port, hbase=hbase.port)
-        expect.check(expected, collector.api("/api/segments"))
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
+        services.check("happybase.json", segments=2, front=front, hbase=hbase.port)
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
@@ -82,17 +59,9 @@ def table(hbase: HBaseStandIn, reporter: MemoryReporter) -> Iterator[Any]:
     connection.close()
 
 
-def _traced(reporter: MemoryReporter, fn: Any) -> tuple[Any, list[Any]]:
-    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
-    with get_context().new_local_span("/test"):
-        result = fn()
-    assert reporter.wait_for(1)
-    return result, list(reporter.segments[-1].spans)
-
-
 def test_span_lasts_until_the_reply(table: Any, hbase: HBaseStandIn, reporter: MemoryReporter) -> None:
     hbase.handler.delay = 0.3
-    result, spans = _traced(reporter, lambda: table.row(b"a"))
+    result, spans = traced(reporter, lambda: table.row(b"a"))
     assert result == {b"cf:v": b"A"}
     assert [s.op for s in spans] == ["HBase/row/inproc/a", "/test"]
     assert spans[0].end_time - spans[0].start_time >= 250, spans[0]
@@ -109,7 +78,7 @@ def test_a_scan_span_covers_every_batch_and_ends_when_closed(table: Any, reporte
         scan.close()
         return everything, first
 
-    result, spans = _traced(reporter, call)
+    result, spans = traced(reporter, call)
     assert result == ([b"a", b"b", b"c"], b"b")
     assert [s.op for s in spans] == ["HBase/scan/inproc/", "/work-on-a-row", "HBase/scan/inproc/b", "/test"]
     assert spans[1].pid == spans[3].sid  # the open scan span is not the active span
@@ -117,7 +86,7 @@ def test_a_scan_span_covers_every_batch_and_ends_when_closed(table: Any, reporte
 
 
 def test_a_scan_never_iterated_sends_nothing_and_has_no_span(table: Any, reporter: MemoryReporter) -> None:
-    result, spans = _traced(reporter, lambda: table.scan() is not None)
+    result, spans = traced(reporter, lambda: table.scan() is not None)
     assert result is True and [s.op for s in spans] == ["/test"]
 
 
@@ -136,7 +105,7 @@ def test_errors_mark_the_span_and_are_reraised_untouched(table: Any, reporter: M
             except Exception as e:
                 raised.append(e)
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert [type(e) for e in raised] == [Hbase_thrift.IOError, Hbase_thrift.IOError, Hbase_thrift.IOError,
                                          TypeError]
     assert [s.op for s in spans] == ["HBase/row/missing/x", "HBase/scan/missing/x", "HBase/put/inproc/x",
@@ -158,7 +127,7 @@ def test_binary_keys_and_prefixed_names(hbase: HBaseStandIn, reporter: MemoryRep
         return t.rows([b"\xff\x00k"]), t.cells(b"\xff\x00k", b"cf:v")
 
     try:
-        result, spans = _traced(reporter, call)
+        result, spans = traced(reporter, call)
     finally:
         connection.close()
     assert result == ([(b"\xff\x00k", {b"cf:v": b"1"})], [b"1"])
@@ -172,7 +141,7 @@ def test_nothing_inside_an_exit_span(table: Any, reporter: MemoryReporter) -> No
         with get_context().new_exit_span(op="dao-layer", peer="somewhere"):
             return table.row(b"a"), [k for k, _ in table.scan()]
 
-    result, spans = _traced(reporter, call)
+    result, spans = traced(reporter, call)
     assert result == ({b"cf:v": b"A"}, [b"a", b"b", b"c"])
     assert [s.op for s in spans] == ["dao-layer", "/test"]
 
@@ -185,7 +154,7 @@ def test_a_failure_of_the_plugin_runs_the_call_untraced(table: Any, reporter: Me
         raise RuntimeError("plugin bug")
 
     monkeypatch.setattr(sw_happybase, "exit_span", broken)
-    result, spans = _traced(reporter, lambda: (table.row(b"a"), [k for k, _ in table.scan()],
+    result, spans = traced(reporter, lambda: (table.row(b"a"), [k for k, _ in table.scan()],
                                                table.connection.create_table("other", {"cf": {}})))
     assert result == ({b"cf:v": b"A"}, [b"a", b"b", b"c"], None)
     assert [s.op for s in spans] == ["/test"]
@@ -207,7 +176,7 @@ def test_uninstall_restores_the_originals(table: Any, reporter: MemoryReporter) 
         restored = [happybase.table.Table.__dict__[n] for n in names] + [
             happybase.connection.Connection.__dict__["create_table"]]
         assert restored == [w.__wrapped__ for w in wrapped]
-        result, spans = _traced(reporter, lambda: (table.row(b"a"), [k for k, _ in table.scan()]))
+        result, spans = traced(reporter, lambda: (table.row(b"a"), [k for k, _ in table.scan()]))
         assert result == ({b"cf:v": b"A"}, [b"a", b"b", b"c"])
         assert [s.op for s in spans] == ["/test"]
     finally:

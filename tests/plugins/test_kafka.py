@@ -11,7 +11,6 @@ headers, a batch with several refs, a subscription's topics, sw8, our own failur
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,9 +21,11 @@ import pytest
 
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
+from tests.plugins.harness import Services, one_trace, port_of, serve, traced, wait_printed
 from tests.plugins.kafka import KafkaBroker, kafka_broker_binary
-from tests.protocol.procs import Collector, Proc, Service, clean_env, free_port, wait_for
+from tests.protocol.procs import free_port
+
+pytest.importorskip("kafka")  # every test here drives kafka
 
 HERE = Path(__file__).parent
 PRODUCER = HERE / "apps" / "kafka_producer_app.py"
@@ -34,69 +35,35 @@ GROUP_TIMEOUTS = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 500}  # T
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[KafkaBroker]:
-    pytest.importorskip("kafka")
-    server = KafkaBroker(kafka_broker_binary())
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(lambda: KafkaBroker(kafka_broker_binary()), "kafka")
 
 
 # -- two services, their caller and the collector -----------------------------------------------------------------
 
 def test_a_producer_and_a_consumer_process_form_one_trace(broker: KafkaBroker) -> None:
     broker.create_topic("sw-kafka")
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        def env(name: str) -> dict[str, str]:
-            return clean_env(SW_AGENT_NAME=name, SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                             SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"{name}-1")
-
-        consumer = Proc([sys.executable, str(CONSUMER), broker.bootstrap], env("plugin-kafka-consumer"), "ready",
-                        timeout=60)
-        procs.append(consumer)
+    with Services() as services:
+        consumer = services.python(CONSUMER, broker.bootstrap, name="plugin-kafka-consumer", ready="ready",
+                                   timeout=60)
         dead = free_port()
-        front = Proc([sys.executable, str(PRODUCER), broker.bootstrap, str(dead)], env("plugin-kafka-producer"),
-                     "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/produce")["downstream"]
+        front = port_of(services.python(PRODUCER, broker.bootstrap, dead, name="plugin-kafka-producer"))
+        answer = services.call_front(front, "/produce")
         assert answer == {"headers_untouched": True, "dead_broker": "KafkaTimeoutError"}, answer
 
-        consumed = ["consumed first\n", "consumed second\n"]
-        wait_for(lambda: all(line in consumer.stdout for line in consumed), timeout=30,
-                 what=f"{consumed} in {consumer.stdout} {consumer.stderr}")
-        collector.segments(4)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "kafka.json", front=front_port, kafka=broker.bootstrap, dead=dead)
-        segments = collector.api("/api/segments")
-        expect.check(expected, segments)
-        assert len({s["traceId"] for s in segments}) == 1, [(s["service"], s["traceId"]) for s in segments]
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
+        wait_printed(consumer, ["consumed first\n", "consumed second\n"])
+        segments = services.check("kafka.json", segments=4, front=front, kafka=broker.bootstrap, dead=dead)
+        one_trace(segments)
 
 
 def test_one_poll_of_three_traced_records_is_one_entry_span_with_three_refs(broker: KafkaBroker) -> None:
     """Through the collector: OAP 6.6.0's rules accept an entry span with several CrossProcess refs."""
     topic = f"sw-batch-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic)
-    collector = Collector()
-    proc = None
-    try:
-        env = clean_env(SW_AGENT_NAME="plugin-kafka-batch", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                        SW_AGENT_REGISTER_WAIT="15")
-        proc = Proc([sys.executable, str(HERE / "apps" / "kafka_batch_app.py"), broker.bootstrap, topic], env, "done",
-                    timeout=60)
+    with Services() as services:
+        proc = services.python(HERE / "apps" / "kafka_batch_app.py", broker.bootstrap, topic,
+                               name="plugin-kafka-batch", ready="done", timeout=60)
         assert proc.stdout[:-1] == ["batch 3\n"], proc.stdout  # one poll handed over all three
-        collector.segments(2)
-        collector.settled()
-        segments = collector.api("/api/segments")
+        segments = services.check(None, segments=2)
         producer = next(s for s in segments if s["spans"][-1]["operationName"] == "/batch")
         (consumer,) = [s for s in segments if s is not producer]
         assert [sp["operationName"] for sp in producer["spans"]] == [f"Kafka/{topic}/Producer"] * 3 + ["/batch"]
@@ -105,21 +72,9 @@ def test_one_poll_of_three_traced_records_is_one_entry_span_with_three_refs(brok
         assert [(r["parentTraceSegmentId"], r["parentSpanId"]) for r in entry["refs"]] == [
             (producer["segmentId"], n) for n in (1, 2, 3)]
         assert consumer["traceId"] == producer["traceId"]
-        assert collector.api("/api/drops") == []
-    finally:
-        if proc is not None:
-            proc.stop()
-        collector.stop()
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def topic(broker: KafkaBroker) -> str:
-    name = f"sw-test-{uuid.uuid4().hex[:8]}"
-    broker.create_topic(name)
-    return name
-
 
 @pytest.fixture
 def producer(broker: KafkaBroker, reporter: MemoryReporter) -> Iterator[Any]:
@@ -128,14 +83,6 @@ def producer(broker: KafkaBroker, reporter: MemoryReporter) -> Iterator[Any]:
     client = KafkaProducer(bootstrap_servers=broker.bootstrap)
     yield client
     client.close(timeout=5)
-
-
-def _traced(reporter: MemoryReporter, fn: Any) -> tuple[Any, list[Any]]:
-    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
-    with get_context().new_local_span("/test"):
-        result = fn()
-    assert reporter.wait_for(1)
-    return result, list(reporter.segments[-1].spans)
 
 
 def _consume(broker: KafkaBroker, topic: str, count: int, subscribe: bool = False) -> list[Any]:
@@ -164,7 +111,7 @@ def _consume(broker: KafkaBroker, topic: str, count: int, subscribe: bool = Fals
 def test_the_header_goes_into_a_copy_of_the_headers(producer: Any, topic: str, broker: KafkaBroker,
                                                     reporter: MemoryReporter) -> None:
     headers = [("app", b"x"), ("sw6", b"stale")]
-    _, spans = _traced(reporter, lambda: (producer.send(topic, b"one", headers=headers).get(10),
+    _, spans = traced(reporter, lambda: (producer.send(topic, b"one", headers=headers).get(10),
                                           producer.send(topic, b"two", None, None).get(10)))
     assert headers == [("app", b"x"), ("sw6", b"stale")]
     assert [s.op for s in spans] == [f"Kafka/{topic}/Producer"] * 2 + ["/test"]
@@ -180,7 +127,7 @@ def test_the_header_goes_into_a_copy_of_the_headers(producer: Any, topic: str, b
 
 def test_a_batch_is_one_entry_span_with_a_ref_per_traced_record(producer: Any, topic: str, broker: KafkaBroker,
                                                                 reporter: MemoryReporter) -> None:
-    _, spans = _traced(reporter, lambda: [producer.send(topic, b).get(10) for b in (b"1", b"2", b"3")])
+    _, spans = traced(reporter, lambda: [producer.send(topic, b).get(10) for b in (b"1", b"2", b"3")])
     producer_segment = reporter.segments[-1]
     from kafka import KafkaProducer
 
@@ -241,7 +188,7 @@ def test_sw8_when_configured(broker: KafkaBroker, topic: str, start_agent: Any) 
     reporter = start_agent(agent_protocol_version="v8")
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     try:
-        _traced(reporter, lambda: producer.send(topic, b"v8").get(10))
+        traced(reporter, lambda: producer.send(topic, b"v8").get(10))
     finally:
         producer.close(timeout=5)
     trace = str(reporter.segments[-1].related_traces[0])
@@ -267,7 +214,7 @@ def test_a_send_to_a_dead_broker_is_an_error_and_reraised_untouched(reporter: Me
             except KafkaTimeoutError as e:
                 raised.append(e)
 
-        _, spans = _traced(reporter, send)
+        _, spans = traced(reporter, send)
     finally:
         producer.close(timeout=1)
     assert [type(e) for e in raised] == [KafkaTimeoutError]
@@ -285,7 +232,7 @@ def test_a_failure_of_the_plugin_sends_untraced(producer: Any, topic: str, broke
         raise RuntimeError("plugin bug")
 
     monkeypatch.setattr(_kafka, "brokers", broken)
-    _, spans = _traced(reporter, lambda: producer.send(topic, b"plain", headers=[("k", b"v")]).get(10))
+    _, spans = traced(reporter, lambda: producer.send(topic, b"plain", headers=[("k", b"v")]).get(10))
     assert [s.op for s in spans] == ["/test"]
     reporter.segments.clear()
     (record,) = _consume(broker, topic, 1)
@@ -298,7 +245,7 @@ def test_nothing_inside_an_exit_span(producer: Any, topic: str, reporter: Memory
         with get_context().new_exit_span(op="mq-layer", peer="somewhere"):
             producer.send(topic, b"inner").get(10)
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert [s.op for s in spans] == ["mq-layer", "/test"]
 
 
@@ -315,7 +262,7 @@ def test_uninstall_restores_the_originals(producer: Any, topic: str, broker: Kaf
     plugin.uninstall()
     try:
         assert [cls.__dict__[name] for cls, name in names] == [t.__wrapped__ for t in targets]
-        _, spans = _traced(reporter, lambda: producer.send(topic, b"plain").get(10))
+        _, spans = traced(reporter, lambda: producer.send(topic, b"plain").get(10))
         assert [s.op for s in spans] == ["/test"]
         reporter.segments.clear()
         (record,) = _consume(broker, topic, 1)

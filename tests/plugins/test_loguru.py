@@ -15,7 +15,8 @@ import pytest
 
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.protocol.procs import Collector, Proc, Service, clean_env, wait_for
+from tests.plugins.harness import Services, port_of
+from tests.protocol.procs import wait_for
 
 HERE = Path(__file__).parent
 APP = HERE / "apps" / "loguru_app.py"
@@ -29,18 +30,10 @@ def marked_lines(path: Path) -> dict[str, int]:
 
 def test_lines_carry_the_trace_id_and_the_callers_location() -> None:
     pytest.importorskip("loguru")
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        env = clean_env(SW_AGENT_NAME="plugin-loguru", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME="plugin-loguru-1")
-        front = Proc([sys.executable, str(APP)], env, "ready port=")
-        procs.append(front)
-        port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)
-        procs.append(caller)
-        caller.call(next=f"http://127.0.0.1:{port}/log")
-        segments = collector.segments(2)
+    with Services() as services:
+        front = services.python(APP, name="plugin-loguru")
+        services.call_front(port_of(front), "/log")
+        segments = services.check(None, segments=2)
         traces = {seg["traceId"] for seg in segments if seg["service"] == "plugin-loguru"}
         assert len(traces) == 1, segments
         trace = traces.pop()
@@ -60,12 +53,6 @@ def test_lines_carry_the_trace_id_and_the_callers_location() -> None:
             assert found[sink, "outside"] == ["N/A", str(APP), str(at["outside"]), "main", "kept"]
             assert found[sink, "inside"] == [trace, str(APP), str(at["inside"]), "do_GET", "kept"]
             assert found[sink, "bound"] == ["mine", str(APP), str(at["bound"]), "do_GET", "kept"]
-        collector.settled()
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
 
 
 # -- in this process ----------------------------------------------------------------------------------------------

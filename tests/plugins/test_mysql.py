@@ -25,9 +25,8 @@ import pytest
 from skywalking import config
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
+from tests.plugins.harness import Services, port_of, traced
 from tests.plugins.servers import unavailable
-from tests.protocol.procs import Collector, Proc, Service, clean_env
 from tools.mariadb import MariaDB, Unavailable, account_sql
 
 HERE = Path(__file__).parent
@@ -90,33 +89,15 @@ def lib(request: pytest.FixtureRequest) -> Library:
 @pytest.mark.parametrize("name", LIBRARIES)
 def test_statements_of_a_request_and_of_a_pooled_connection_are_exit_spans(name: str, mariadb: MariaDB) -> None:
     KINDS[name].load()
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        env = clean_env(SW_AGENT_NAME=f"plugin-{name}", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"plugin-{name}-1",
-                        SW_PLUGIN_SQL_PARAMETERS_MAX_LENGTH="32")
-        front = Proc([sys.executable, str(APP), name, str(mariadb.port), USER, PASSWORD, DATABASE, OTHER], env,
-                     "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/mysql")["downstream"]
+    with Services() as services:
+        front = port_of(services.python(APP, name, mariadb.port, USER, PASSWORD, DATABASE, OTHER,
+                                        name=f"plugin-{name}", SW_PLUGIN_SQL_PARAMETERS_MAX_LENGTH="32"))
+        answer = services.call_front(front, "/mysql")
         assert answer == {"rows": [["apple", 3], ["pear", 11], ["plum", 22]], "long": 50,
                           "error": ["ProgrammingError", 1146], "database": OTHER}, answer
         for _ in range(2):  # the same connection, taken from the pool by two requests
-            assert caller.call(next=f"http://127.0.0.1:{front_port}/reuse")["downstream"] == {"count": 3}
-
-        collector.segments(6)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / f"{name}.json", front=front_port, mysql=mariadb.port)
-        expect.check(expected, collector.api("/api/segments"))
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
+            assert services.call_front(front, "/reuse") == {"count": 3}
+        services.check(f"{name}.json", segments=6, front=front, mysql=mariadb.port)
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
@@ -132,14 +113,6 @@ def db(lib: Library, mariadb: MariaDB, reporter: MemoryReporter) -> Iterator[Any
         pass
 
 
-def _traced(reporter: MemoryReporter, fn: Any) -> tuple[Any, list[Any]]:
-    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
-    with get_context().new_local_span("/test"):
-        result = fn()
-    assert reporter.wait_for(1)
-    return result, list(reporter.segments[-1].spans)
-
-
 def _tags(span: Any) -> dict[str, str]:
     return {tag.key: tag.val for tag in span.tags}
 
@@ -151,7 +124,7 @@ def test_span_shape_and_no_parameters_by_default(lib: Library, db: Any, reporter
         cur.execute("SELECT %s + %s", (1, 2))
         return cur.fetchone()[0]
 
-    result, spans = _traced(reporter, call)
+    result, spans = traced(reporter, call)
     assert result == 3
     span = spans[0]
     assert (span.op, span.peer, span.component.value, span.layer.name) == (
@@ -170,7 +143,7 @@ def test_error_marks_the_span_and_is_reraised_untouched(lib: Library, db: Any, r
         except module.ProgrammingError as e:
             raised.append(e)
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert len(raised) == 1 and type(raised[0]) is module.ProgrammingError and raised[0].args[0] == 1146
     assert "no_such_table" in str(raised[0].args[1])
     assert spans[0].error_occurred and "ProgrammingError" in spans[0].logs[0].items[0].val
@@ -201,7 +174,7 @@ def test_a_connection_the_server_killed_is_an_error_span(lib: Library, db: Any, 
         except module.OperationalError as e:
             raised.append(e)
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert len(raised) == 1 and type(raised[0]) is module.OperationalError, raised
     assert raised[0].args[0] in (1927, 2006, 2013, 4031), raised[0]  # killed / gone away / lost / disconnected
     assert [s.op for s in spans] == [f"{lib.op}/execute", "/test"]
@@ -223,7 +196,7 @@ def test_executemany_is_one_span_with_its_first_row(lib: Library, db: Any, repor
         db.commit()
         return rows
 
-    rows, spans = _traced(reporter, call)
+    rows, spans = traced(reporter, call)
     assert rows == [3, 4, 5, 10, 20]
     assert [(s.op, _tags(s).get("db.sql.parameters")) for s in spans] == [
         (f"{lib.op}/execute", None), (f"{lib.op}/executemany", "[1]"), (f"{lib.op}/executemany", "[1]"),
@@ -238,7 +211,7 @@ def test_nothing_inside_an_exit_span(lib: Library, db: Any, reporter: MemoryRepo
             cur.execute("SELECT 1")
             return cur.fetchone()[0]
 
-    result, spans = _traced(reporter, call)
+    result, spans = traced(reporter, call)
     assert result == 1
     assert [s.op for s in spans] == ["orm", "/test"]
 
@@ -258,7 +231,7 @@ def test_a_failure_of_the_plugin_runs_the_statement_untraced(lib: Library, db: A
         cur.executemany("SELECT %s", [(1,)])
         return cur.fetchone()[0]
 
-    result, spans = _traced(reporter, call)
+    result, spans = traced(reporter, call)
     assert result == 1
     assert [s.op for s in spans] == ["/test"]
 
@@ -341,7 +314,7 @@ def test_uninstall_restores_the_originals(lib: Library, mariadb: MariaDB, report
             else:
                 assert vars(owner)[name] is w.__wrapped__
         conn = module.connect(host="127.0.0.1", port=mariadb.port, user=USER, password=PASSWORD, database=DATABASE)
-        _, spans = _traced(reporter, lambda: conn.cursor().execute("SELECT 1"))
+        _, spans = traced(reporter, lambda: conn.cursor().execute("SELECT 1"))
         conn.close()
         assert [s.op for s in spans] == ["/test"]
     finally:

@@ -9,7 +9,6 @@ nesting, our own failures, uninstall."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,8 @@ import pytest
 from skywalking import config
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
+from tests.plugins.harness import Services, port_of, serve, traced
 from tests.plugins.standins.bolt import BoltStandIn
-from tests.protocol.procs import Collector, Proc, Service, clean_env
 
 neo4j = pytest.importorskip("neo4j")
 
@@ -32,46 +30,20 @@ AUTH = ("neo4j", "password")
 
 @pytest.fixture(scope="module")
 def bolt() -> Iterator[BoltStandIn]:
-    server = BoltStandIn()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(BoltStandIn)
 
 
 # -- the service, its caller and the collector ------------------------------------------------------------------
 
 def test_queries_are_exit_spans(bolt: BoltStandIn) -> None:
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        env = clean_env(SW_AGENT_NAME="plugin-neo4j", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME="plugin-neo4j-1",
-                        SW_PLUGIN_SQL_PARAMETERS_MAX_LENGTH="64")
-        front = Proc([sys.executable, str(APP), str(bolt.port)], env, "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/neo4j")["downstream"]
+    with Services() as services:
+        front = port_of(services.python(APP, bolt.port, name="plugin-neo4j", SW_PLUGIN_SQL_PARAMETERS_MAX_LENGTH="64"))
+        answer = services.call_front(front, "/neo4j")
         syntax = "Neo.ClientError.Statement.SyntaxError"
         assert answer == {"sync": {"x": 1, "unwind": [1, 2, 3], "created": 1, "read": 1, "error": syntax,
                                    "execute_query": 2},
                           "async": {"x": "a", "tx": [1, 2], "error": syntax}}, answer
-
-        collector.segments(2)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "neo4j.json", front=front_port, bolt=bolt.port)
-        try:
-            expect.check(expected, collector.api("/api/segments"))
-        except AssertionError:
-            print(collector.api("/api/segments"))
-            raise
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
+        services.check("neo4j.json", segments=2, front=front, bolt=bolt.port)
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
@@ -88,14 +60,6 @@ def _execute_query(driver: Any) -> Any:
         return driver.execute_query("RETURN 5 AS x").records[0]["x"]
     with driver.session() as session:
         return session.execute_read(lambda tx: tx.run("RETURN 5 AS x").single()["x"])
-
-
-def _traced(reporter: MemoryReporter, fn: Any) -> tuple[Any, list[Any]]:
-    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
-    with get_context().new_local_span("/test"):
-        result = fn()
-    assert reporter.wait_for(1)
-    return result, list(reporter.segments[-1].spans)
 
 
 def _tags(span: Any) -> dict[str, str]:
@@ -120,7 +84,7 @@ def test_spans_last_until_the_server_answers(driver: Any, bolt: BoltStandIn, rep
             session.execute_write(lambda tx: tx.run("CALL apoc.util.sleep(300)").consume())
         asyncio.run(run_async())
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert [s.op for s in spans] == ["Neo4j/Session/run", "Neo4j/Transaction/run", "Neo4j/AsyncSession/run",
                                      "Neo4j/AsyncTransaction/run", "/test"]
     for span in spans[:-1]:
@@ -157,7 +121,7 @@ def test_errors_mark_the_span_and_are_reraised_untouched(driver: Any, bolt: Bolt
             assert session.run("RETURN 1 AS x").single()["x"] == 1  # the session still works
         asyncio.run(run_async())
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert [type(e).__name__ for e in raised] == ["CypherSyntaxError", "ClientError", "CypherSyntaxError",
                                                   "AuthError"]
     assert getattr(raised[1], "code", None) == "Neo.ClientError.Statement.ParameterMissing"
@@ -176,17 +140,17 @@ def test_parameters_are_off_by_default_and_cut(driver: Any, reporter: MemoryRepo
                 session.run(neo4j.Query("RETURN $when AS w", timeout=5), when=datetime.date(2024, 1, 2)).single()[0]]
 
     with driver.session() as session:
-        result, spans = _traced(reporter, lambda: call(session))
+        result, spans = traced(reporter, lambda: call(session))
         assert result == [1, neo4j.time.Date(2024, 1, 2)]
         assert [_tags(s).get("db.sql.parameters") for s in spans] == [None, None, None]
         assert _tags(spans[1])["db.statement"] == "RETURN $when AS w"  # a Query's text
 
         config.plugin_sql_parameters_max_length = 64
-        _, spans = _traced(reporter, lambda: call(session))
+        _, spans = traced(reporter, lambda: call(session))
         assert [_tags(s).get("db.sql.parameters") for s in spans[:2]] == ['[{"x": 1, "y": "ü"}]',
                                                                           '[{"when": "2024-01-02"}]']
         config.plugin_sql_parameters_max_length = 8
-        _, spans = _traced(reporter, lambda: call(session))
+        _, spans = traced(reporter, lambda: call(session))
         assert _tags(spans[0])["db.sql.parameters"] == '[{"x": 1...'
 
 
@@ -201,7 +165,7 @@ def test_database_named_by_the_session_or_the_server(driver: Any, bolt: BoltStan
             session.run("RETURN 1 AS x").consume()
             session.run("RETURN 2 AS x").consume()
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert [_tags(s).get("db.instance") for s in spans] == ["movies", "movies", None, None, None]
     assert [q[0] for q in bolt.queries[-4:]] == ["movies", "movies", "neo4j", "neo4j"]
 
@@ -212,7 +176,7 @@ def test_a_result_read_in_pages_is_one_span(driver: Any, bolt: BoltStandIn, repo
         with driver.session(fetch_size=2) as session:
             return [r["i"] for r in session.run("UNWIND range(1, 7) AS i RETURN i")]
 
-    result, spans = _traced(reporter, call)
+    result, spans = traced(reporter, call)
     assert result == [1, 2, 3, 4, 5, 6, 7]
     assert [s.op for s in spans] == ["Neo4j/Session/run", "/test"]
 
@@ -234,7 +198,7 @@ def test_nothing_inside_an_exit_span(driver: Any, reporter: MemoryReporter) -> N
         with get_context().new_exit_span(op="graph-layer", peer="somewhere"), driver.session() as session:
             return session.run("RETURN 1 AS x").single()["x"]
 
-    result, spans = _traced(reporter, call)
+    result, spans = traced(reporter, call)
     assert result == 1 and [s.op for s in spans] == ["graph-layer", "/test"]
 
 
@@ -246,7 +210,7 @@ def test_a_failure_of_the_plugin_runs_the_query_untraced(driver: Any, reporter: 
         raise RuntimeError("plugin bug")
 
     monkeypatch.setattr(sw_neo4j, "exit_span", broken)
-    result, spans = _traced(reporter, lambda: _execute_query(driver))
+    result, spans = traced(reporter, lambda: _execute_query(driver))
     assert result == 5 and [s.op for s in spans] == ["/test"]
 
 
@@ -265,7 +229,7 @@ def test_uninstall_restores_the_originals(driver: Any, reporter: MemoryReporter)
     plugin.uninstall()
     try:
         assert [cls.__dict__["run"] for cls in classes] == [w.__wrapped__ for w in wrapped]
-        result, spans = _traced(reporter, lambda: _execute_query(driver))
+        result, spans = traced(reporter, lambda: _execute_query(driver))
         assert result == 5 and [s.op for s in spans] == ["/test"]
     finally:
         assert plugin.install()

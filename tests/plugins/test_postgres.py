@@ -1,8 +1,8 @@
-"""sw_psycopg2, sw_psycopg and sw_asyncpg against a real PostgreSQL server on 127.0.0.1 (started here on a free port,
-with its unix socket and data in a temp dir; the binaries come from tools/postgres-server.sh, which installs Debian's
-package when there are none). PostgreSQL refuses to run as root: as root the server runs as the ``postgres`` user.
-Without binaries the tests skip, or fail when CI or SW_REQUIRE_POSTGRES is set. Each driver's tests skip when that
-driver is not installed (each tox env installs one).
+"""sw_psycopg2, sw_psycopg and sw_asyncpg against a real PostgreSQL server on 127.0.0.1 (tests/plugins/postgres.py
+starts it on a free port, with its unix socket and data in a temp dir; the binaries come from tools/postgres-server.sh,
+which installs Debian's package when there are none). PostgreSQL refuses to run as root: as root the server runs as the
+``postgres`` user. Without binaries the tests skip, or fail when CI or SW_REQUIRE_POSTGRES is set. Each driver's tests
+skip when that driver is not installed (each tox env installs one).
 
 The service tests run apps/postgres_app.py called with sw6 by a traced caller and check expected/<driver>.json; the
 in-process tests check what the files cannot: driver objects kept real, nesting, parameters off, our own failures,
@@ -11,13 +11,6 @@ a server that goes away, uninstall."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,110 +20,18 @@ import pytest
 from skywalking import config
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
-from tests.plugins.servers import server_path
-from tests.protocol.procs import ROOT, Collector, Proc, Service, clean_env, free_port
+from tests.plugins.harness import Services, port_of, serve, traced
+from tests.plugins.postgres import DATABASE, PostgresServer, postgres_bin_dir
 
 HERE = Path(__file__).parent
 APP = HERE / "apps" / "postgres_app.py"
-SCRIPT = ROOT / "tools" / "postgres-server.sh"
-DATABASE = "sw_test"
-
-
-def postgres_bin_dir() -> Path:
-    """The directory tools/postgres-server.sh prints; skips (fails under CI / SW_REQUIRE_POSTGRES) without one."""
-    return Path(server_path(SCRIPT, "PostgreSQL server", "SW_REQUIRE_POSTGRES"))
-
-
-class PostgresServer:
-    """``postgres`` on 127.0.0.1:<free port> and a unix socket in a temp dir that also holds the data (initdb, trust
-    authentication, user ``postgres``, database ``sw_test``); stop() ends it and removes the dir."""
-
-    def __init__(self, bin_dir: Path) -> None:
-        self.bin = bin_dir
-        self.dir = tempfile.mkdtemp(prefix="sw-postgres-")
-        self.socket_dir = self.dir
-        self.data = os.path.join(self.dir, "data")
-        self.log = os.path.join(self.dir, "postgres.log")
-        self.popen: subprocess.Popen[bytes] | None = None
-        self._as: dict[str, Any] = {}
-        try:
-            if os.geteuid() == 0:  # postgres refuses to run as root
-                import pwd
-
-                entry = pwd.getpwnam("postgres")  # created by Debian's package
-                os.chown(self.dir, entry.pw_uid, entry.pw_gid)
-                self._as = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-            self._run([str(self.bin / "initdb"), "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                       "--locale=C", "--no-sync"])
-            for _ in range(3):  # the free port may be taken before postgres binds it
-                self.port = free_port()
-                with open(self.log, "ab") as log:
-                    self.popen = subprocess.Popen(
-                        [str(self.bin / "postgres"), "-D", self.data, "-k", self.socket_dir, "-p", str(self.port),
-                         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                         "-c", "full_page_writes=off", "-c", "max_connections=40"],
-                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                        **self._as)
-                if self._answers():
-                    break
-                self._end()
-            else:
-                raise AssertionError(f"postgres did not start:\n{Path(self.log).read_text(errors='replace')}")
-            self.psql(f"CREATE DATABASE {DATABASE}", database="postgres")
-        except BaseException:
-            self.stop()
-            raise
-
-    def _run(self, cmd: list[str]) -> None:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, cwd=self.dir,
-                              **self._as)
-        if done.returncode != 0:
-            raise AssertionError(f"{cmd[0]} failed:\n{done.stdout}\n{done.stderr}")
-
-    def psql(self, sql: str, database: str = DATABASE) -> str:
-        done = subprocess.run([str(self.bin / "psql"), "-X", "-q", "-A", "-t", "-h", self.socket_dir, "-p",
-                               str(self.port), "-U", "postgres", "-d", database, "-c", sql],
-                              capture_output=True, text=True, timeout=30, check=True)
-        return done.stdout.strip()
-
-    def _answers(self, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.popen is not None and self.popen.poll() is None:
-            ready = subprocess.run([str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
-                                   check=False, timeout=10)
-            if ready.returncode == 0:
-                return True
-            time.sleep(0.1)
-        return False
-
-    def _end(self) -> None:
-        popen, self.popen = self.popen, None
-        if popen is None or popen.poll() is not None:
-            return
-        popen.send_signal(signal.SIGINT)  # fast shutdown: ends the sessions, no waiting for clients
-        try:
-            popen.wait(20)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait(10)
-
-    def stop(self) -> None:
-        try:
-            self._end()
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
     if not any(_installed(name) for name in ("psycopg2", "psycopg", "asyncpg")):
         pytest.skip("no PostgreSQL driver installed")
-    server = PostgresServer(postgres_bin_dir())
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(lambda: PostgresServer(postgres_bin_dir()))
 
 
 def _installed(module: str) -> bool:
@@ -142,31 +43,12 @@ def _installed(module: str) -> bool:
 # -- the service, its caller and the collector ------------------------------------------------------------------
 
 def _service_run(postgres: PostgresServer, driver: str) -> dict[str, Any]:
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        env = clean_env(SW_AGENT_NAME=f"plugin-{driver}", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"plugin-{driver}-1",
-                        SW_PLUGIN_SQL_PARAMETERS_MAX_LENGTH="64")
-        front = Proc([sys.executable, str(APP), str(postgres.port), postgres.socket_dir, DATABASE], env,
-                     "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/{driver}")["downstream"]
-
-        collector.segments(2)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / f"{driver}.json", front=front_port, pg=postgres.port,
-                               socket=postgres.socket_dir)
-        expect.check(expected, collector.api("/api/segments"))
-        assert collector.api("/api/drops") == []
+    with Services() as services:
+        front = port_of(services.python(APP, postgres.port, postgres.socket_dir, DATABASE, name=f"plugin-{driver}",
+                                        SW_PLUGIN_SQL_PARAMETERS_MAX_LENGTH="64"))
+        answer = services.call_front(front, f"/{driver}")
+        services.check(f"{driver}.json", segments=2, front=front, pg=postgres.port, socket=postgres.socket_dir)
         return answer
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
 
 
 def test_psycopg2_statements_are_exit_spans(postgres: PostgresServer) -> None:
@@ -193,14 +75,6 @@ def test_asyncpg_statements_are_exit_spans(postgres: PostgresServer) -> None:
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
-
-def _traced(reporter: MemoryReporter, fn: Any) -> tuple[Any, list[Any]]:
-    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
-    with get_context().new_local_span("/test"):
-        result = fn()
-    assert reporter.wait_for(1)
-    return result, list(reporter.segments[-1].spans)
-
 
 def _tags(span: Any) -> dict[str, str]:
     return {t.key: t.val for t in span.tags}
@@ -240,7 +114,7 @@ def test_spans_last_until_the_result(postgres: PostgresServer, reporter: MemoryR
             await con.close()
 
         calls.append(lambda: asyncio.run(with_asyncpg()))
-    _, spans = _traced(reporter, lambda: [call() for call in calls])
+    _, spans = traced(reporter, lambda: [call() for call in calls])
     assert len(spans) > 1 and spans[-1].op == "/test"
     for span in spans[:-1]:
         assert "pg_sleep" in _tags(span)["db.statement"] and span.end_time - span.start_time >= 250, span
@@ -270,7 +144,7 @@ def test_psycopg2_keeps_the_callers_factories_and_real_objects(postgres: Postgre
         finally:
             conn.close()
 
-    rows, spans = _traced(reporter, call)
+    rows, spans = traced(reporter, call)
     assert rows == [{"a": 1, "b": 2}, {"a": 3, "b": 4}]
     assert [s.op for s in spans] == ["PostgreSQL/Psycopg/execute", "orm-layer", "/test"]
     tags = _tags(spans[0])
@@ -297,7 +171,7 @@ def test_psycopg2_server_gone_marks_the_span_and_raises_the_drivers_error(postgr
                 raised.append(e)
 
     try:
-        _, spans = _traced(reporter, call)
+        _, spans = traced(reporter, call)
     finally:
         conn.close()
     assert len(raised) == 1 and isinstance(raised[0], psycopg2.OperationalError)  # the driver's own error
@@ -318,7 +192,7 @@ def test_psycopg2_a_failure_of_the_plugin_runs_the_statement_untraced(postgres: 
     monkeypatch.setattr(sw_psycopg2, "exit_span", broken)
     conn = psycopg2.connect(_dsn(postgres))
     try:
-        result, spans = _traced(reporter, lambda: conn.cursor().execute("SELECT 1"))
+        result, spans = traced(reporter, lambda: conn.cursor().execute("SELECT 1"))
     finally:
         conn.close()
     assert result is None and [s.op for s in spans] == ["/test"]
@@ -337,7 +211,7 @@ def test_psycopg2_uninstall_restores_connect(postgres: PostgresServer, reporter:
         assert psycopg2.connect is original
         conn = psycopg2.connect(_dsn(postgres))
         assert type(conn) is psycopg2.extensions.connection
-        _, spans = _traced(reporter, lambda: conn.cursor().execute("SELECT 1"))
+        _, spans = traced(reporter, lambda: conn.cursor().execute("SELECT 1"))
         conn.close()
         assert [s.op for s in spans] == ["/test"]
     finally:
@@ -362,7 +236,7 @@ def test_psycopg_stream_closed_early_ends_its_span(postgres: PostgresServer, rep
         with psycopg.connect(_dsn(postgres)) as other:
             return first[0], other.execute("SELECT 1").fetchone()[0]
 
-    result, spans = _traced(reporter, call)
+    result, spans = traced(reporter, call)
     assert result == (1, 1)
     assert [s.op for s in spans] == ["PostgreSQL/Psycopg/stream", "PostgreSQL/Psycopg/execute", "/test"]
     assert not spans[0].error_occurred and spans[0].end_time >= spans[0].start_time
@@ -398,7 +272,7 @@ def test_psycopg_async_error_is_reraised_untouched(postgres: PostgresServer, rep
                 return e
         return None
 
-    raised, spans = _traced(reporter, lambda: asyncio.run(run()))
+    raised, spans = traced(reporter, lambda: asyncio.run(run()))
     assert type(raised) is psycopg.errors.SyntaxError
     assert [s.op for s in spans] == ["PostgreSQL/Psycopg/execute", "/test"]
     assert spans[0].error_occurred and "SyntaxError" in spans[0].logs[0].items[0].val
@@ -416,7 +290,7 @@ def test_psycopg_uninstall_restores_the_cursor_methods(postgres: PostgresServer,
         assert not isinstance(psycopg.Cursor.__dict__["execute"], wrapt.FunctionWrapper)
         assert not isinstance(psycopg.AsyncCursor.__dict__["stream"], wrapt.FunctionWrapper)
         with psycopg.connect(_dsn(postgres)) as conn:
-            _, spans = _traced(reporter, lambda: conn.execute("SELECT 1"))
+            _, spans = traced(reporter, lambda: conn.execute("SELECT 1"))
         assert [s.op for s in spans] == ["/test"]
     finally:
         assert plugin.install()
@@ -444,7 +318,7 @@ def test_asyncpg_pool_release_is_not_traced_and_plugin_failure_is_harmless(postg
         finally:
             await pool.close()
 
-    result, spans = _traced(reporter, lambda: asyncio.run(run()))
+    result, spans = traced(reporter, lambda: asyncio.run(run()))
     assert result == (7, 8)
     assert [s.op for s in spans] == ["PostgreSQL/AsyncPG/bind_execute", "/test"]
     assert spans[0].peer == f"127.0.0.1:{postgres.port}" and _tags(spans[0])["db.statement"] == "SELECT $1::int"
@@ -469,7 +343,7 @@ def test_asyncpg_uninstall_restores_the_protocol(postgres: PostgresServer, repor
             await con.fetchval("SELECT $1::int", 1)
             await con.close()
 
-        _, spans = _traced(reporter, lambda: asyncio.run(run()))
+        _, spans = traced(reporter, lambda: asyncio.run(run()))
         assert [s.op for s in spans] == ["/test"]
     finally:
         assert plugin.install()

@@ -11,7 +11,6 @@ failures, uninstall."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,9 +22,11 @@ import pytest
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
-from tests.plugins import expect
+from tests.plugins.harness import Services, one_trace, port_of, serve, traced, wait_printed
 from tests.plugins.standins.pulsar import PulsarStandin
-from tests.protocol.procs import Collector, Proc, Service, clean_env, wait_for
+from tests.protocol.procs import wait_for
+
+pytest.importorskip("pulsar")  # every test here drives pulsar
 
 HERE = Path(__file__).parent
 PRODUCER = HERE / "apps" / "pulsar_producer_app.py"
@@ -34,56 +35,27 @@ CONSUMER = HERE / "apps" / "pulsar_consumer_app.py"
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[PulsarStandin]:
-    pytest.importorskip("pulsar")
-    server = PulsarStandin()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(PulsarStandin, "pulsar")
 
 
 # -- two services, their caller and the collector -----------------------------------------------------------------
 
 def test_a_producer_and_a_consumer_process_form_one_trace(broker: PulsarStandin) -> None:
     broker.silent.add("sw-silent")
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        def env(name: str) -> dict[str, str]:
-            return clean_env(SW_AGENT_NAME=name, SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                             SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"{name}-1")
-
-        consumer = Proc([sys.executable, str(CONSUMER), broker.url], env("plugin-pulsar-consumer"), "ready",
-                        timeout=60)
-        procs.append(consumer)
+    with Services() as services:
+        consumer = services.python(CONSUMER, broker.url, name="plugin-pulsar-consumer", ready="ready", timeout=60)
         assert "refused AlreadyClosed\n" in consumer.stdout, consumer.stdout
-        front = Proc([sys.executable, str(PRODUCER), broker.url], env("plugin-pulsar-producer"), "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/publish")["downstream"]
+        front = port_of(services.python(PRODUCER, broker.url, name="plugin-pulsar-producer"))
+        answer = services.call_front(front, "/publish")
         assert answer == {"async": "Ok", "props_untouched": True, "closed": "AlreadyClosed", "silent": "Timeout"}, \
             answer
 
-        consumed = [f"consumed {line}\n" for line in (
+        wait_printed(consumer, [f"consumed {line}\n" for line in (
             "sw-receive to the receive consumer", "sw-listener to the listener consumer",
-            "sw-batch to the batch consumer", "sw-batch forwarded to the listener consumer")]
-        wait_for(lambda: all(line in consumer.stdout for line in consumed), timeout=30,
-                 what=f"{consumed} in {consumer.stdout} {consumer.stderr[-20:]}")
-        collector.segments(7)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "pulsar.json", front=front_port, broker=broker.port)
-        segments = collector.api("/api/segments")
-        expect.check(expected, segments)
-        linked = [s for s in segments if s["spans"][-1]["operationName"] != "Pulsar/Topic/sw-gone/Consumer"]
-        assert len({s["traceId"] for s in linked}) == 1, [(s["service"], s["traceId"]) for s in linked]
-        assert collector.api("/api/drops") == []
+            "sw-batch to the batch consumer", "sw-batch forwarded to the listener consumer")])
+        segments = services.check("pulsar.json", segments=7, front=front, broker=broker.port)
+        one_trace(segments, apart="Pulsar/Topic/sw-gone/Consumer")
         assert broker.unknown == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
@@ -102,14 +74,6 @@ def topic() -> str:
     return f"sw-test-{uuid.uuid4().hex[:8]}"
 
 
-def _traced(reporter: MemoryReporter, fn: Any) -> tuple[Any, list[Any]]:
-    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
-    with get_context().new_local_span("/test"):
-        result = fn()
-    assert reporter.wait_for(1)
-    return result, list(reporter.segments[-1].spans)
-
-
 def _tags(span: Any) -> dict[str, str]:
     return {t.key: t.val for t in span.tags}
 
@@ -118,7 +82,7 @@ def test_the_header_goes_into_a_copy_of_the_properties(client: Any, topic: str, 
                                                       reporter: MemoryReporter) -> None:
     producer = client.create_producer(f"persistent://public/default/{topic}")
     props = {"app": "x"}
-    _, spans = _traced(reporter, lambda: (producer.send(b"one", props), producer.send(b"two")))
+    _, spans = traced(reporter, lambda: (producer.send(b"one", props), producer.send(b"two")))
     assert props == {"app": "x"}
     assert [(s.op, s.peer, s.component.value, s.layer.name) for s in spans[:2]] == [
         (f"Pulsar/Topic/{topic}/Producer", broker.url, 73, "MQ")] * 2
@@ -141,7 +105,7 @@ def test_each_client_gives_its_own_url_and_a_failover_client_its_primary(client:
         clients.append(pulsar.Client(failover))
     try:
         producers = [made.create_producer(topic) for made in (client, *clients)]
-        _, spans = _traced(reporter, lambda: [producer.send(b"x") for producer in producers])
+        _, spans = traced(reporter, lambda: [producer.send(b"x") for producer in producers])
         assert [s.peer for s in spans[:-1]] == [broker.url, other.url, broker.url][:len(producers)]
     finally:
         for made in clients:
@@ -160,7 +124,7 @@ def test_send_async_is_traced_until_queued_with_the_header(client: Any, topic: s
         done.set()
 
     props = {"k": "v"}
-    _, spans = _traced(reporter, lambda: producer.send_async(b"async", on_sent, props))
+    _, spans = traced(reporter, lambda: producer.send_async(b"async", on_sent, props))
     assert done.wait(10) and results == ["Ok"] and props == {"k": "v"}
     assert [s.op for s in spans] == [f"Pulsar/Topic/{topic}/Producer", "/test"] and not spans[0].error_occurred
     (stored,) = broker.messages(topic)
@@ -175,7 +139,7 @@ def test_sw8_when_configured(broker: PulsarStandin, start_agent: Any, topic: str
     try:
         consumer = client.subscribe(topic, "sub")
         producer = client.create_producer(topic)
-        _traced(reporter, lambda: producer.send(b"v8"))
+        traced(reporter, lambda: producer.send(b"v8"))
         message = consumer.receive(5000)
         assert "sw8" in message.properties() and "sw6" not in message.properties(), message.properties()
         assert reporter.wait_for(2)
@@ -192,7 +156,7 @@ def test_receive_continues_the_trace_in_a_segment_of_its_own(client: Any, topic:
     its own; the request's segment keeps its trace and its active span."""
     consumer = client.subscribe(topic, "sub")
     producer = client.create_producer(topic)
-    _traced(reporter, lambda: producer.send(b"m"))
+    traced(reporter, lambda: producer.send(b"m"))
     producer_segment = reporter.segments[-1]
     reporter.clear()
     with get_context().new_entry_span("/request", inbound_carrier({}.get)) as request:
@@ -216,7 +180,7 @@ def test_batch_receive_makes_a_span_per_message(client: Any, topic: str, reporte
 
     consumer = client.subscribe(topic, "sub", batch_receive_policy=pulsar.ConsumerBatchReceivePolicy(2, -1, 2000))
     producer = client.create_producer(topic)
-    _traced(reporter, lambda: (producer.send(b"1"), producer.send(b"2")))
+    traced(reporter, lambda: (producer.send(b"1"), producer.send(b"2")))
     header_segment = reporter.segments[-1]
     reporter.clear()
     messages = consumer.batch_receive()
@@ -253,7 +217,7 @@ def test_failing_sends_and_receives_are_errors_and_raised_untouched(client: Any,
             except pulsar.PulsarException as e:
                 raised.append(e)
 
-    _, spans = _traced(reporter, calls)
+    _, spans = traced(reporter, calls)
     assert [type(e) for e in raised] == [pulsar.AlreadyClosed, pulsar.Timeout]
     assert [(s.op, s.error_occurred) for s in spans] == [(f"Pulsar/Topic/{topic}/Producer", True),
                                                           (f"Pulsar/Topic/{topic}-silent/Producer", True),
@@ -298,7 +262,7 @@ def test_a_listener_runs_inside_the_entry_span_and_its_failure_is_an_error(clien
 
     client.subscribe(topic, "sub", message_listener=listener)
     producer = client.create_producer(topic)
-    _traced(reporter, lambda: producer.send(b"bad"))
+    traced(reporter, lambda: producer.send(b"bad"))
     producer_segment = reporter.segments[-1]
     assert handled.wait(10)
     wait_for(lambda: len(reporter.segments) == 2, what="the listener's segment")
@@ -357,7 +321,7 @@ def test_a_failure_of_the_plugin_sends_and_receives_untraced(client: Any, topic:
     consumer = client.subscribe(topic, "sub")
     producer = client.create_producer(topic)
     monkeypatch.setattr(sw_pulsar, "_tag", broken)
-    _, spans = _traced(reporter, lambda: producer.send(b"plain", {"a": "b"}))
+    _, spans = traced(reporter, lambda: producer.send(b"plain", {"a": "b"}))
     assert [s.op for s in spans] == ["/test"]
     reporter.clear()
     message = consumer.receive(5000)
@@ -373,7 +337,7 @@ def test_nothing_inside_an_exit_span(client: Any, topic: str, reporter: MemoryRe
         with get_context().new_exit_span(op="mq-layer", peer="somewhere"):
             producer.send(b"inner")
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert [s.op for s in spans] == ["mq-layer", "/test"]
 
 
@@ -393,7 +357,7 @@ def test_uninstall_restores_the_originals(client: Any, topic: str, broker: Pulsa
     plugin.uninstall()
     try:
         assert [cls.__dict__[name] for cls, name in names] == [t.__wrapped__ for t in targets]
-        _, spans = _traced(reporter, lambda: producer.send(b"plain"))
+        _, spans = traced(reporter, lambda: producer.send(b"plain"))
         assert [s.op for s in spans] == ["/test"] and broker.messages(topic)[0].properties == {}
     finally:
         assert plugin.install()

@@ -9,7 +9,6 @@ caller's own listeners and exit spans, our own failures, the async client, unins
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,8 +18,9 @@ import pytest
 from skywalking import config
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
-from tests.protocol.procs import Collector, Proc, Service, clean_env
+from tests.plugins.harness import Services, port_of, serve, traced
+
+pytest.importorskip("pymongo")  # every test here drives pymongo
 
 if TYPE_CHECKING:
     from tests.plugins.standins.mongo import MongoStandIn  # imports bson, which comes with pymongo
@@ -34,47 +34,23 @@ def standin() -> Iterator[MongoStandIn]:
     pytest.importorskip("pymongo")
     from tests.plugins.standins.mongo import MongoStandIn
 
-    server = MongoStandIn().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(lambda: MongoStandIn().start())
 
 
 # -- the service, its caller and the collector ------------------------------------------------------------------
 
 def test_commands_cursors_and_writes_are_exit_spans() -> None:
     pytest.importorskip("pymongo")
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        mongo = Proc([sys.executable, "-m", "tests.plugins.standins.mongo", "--port", "0"], clean_env(),
-                     "ready port=")
-        procs.append(mongo)
-        mongo_port = int(mongo.ready_line.split("=")[1])
-        env = clean_env(SW_AGENT_NAME="plugin-pymongo", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME="plugin-pymongo-1",
-                        SW_PLUGIN_PYMONGO_TRACE_PARAMETERS="true", SW_PLUGIN_PYMONGO_PARAMETERS_MAX_LENGTH="80")
-        front = Proc([sys.executable, str(APP), str(mongo_port)], env, "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/mongo")["downstream"]
+    with Services() as services:
+        mongo = port_of(services.python("-m", "tests.plugins.standins.mongo", "--port", 0))
+        front = port_of(services.python(APP, mongo, name="plugin-pymongo", SW_PLUGIN_PYMONGO_TRACE_PARAMETERS="true",
+                                        SW_PLUGIN_PYMONGO_PARAMETERS_MAX_LENGTH="80"))
+        answer = services.call_front(front, "/mongo")
         assert answer == {"inserted": [1, 2, 3, 4, 5], "found": [1, 2, 3, 4, 5], "updated": 1, "updated_many": 2,
                           "deleted": 1, "aggregated": [4, 5], "bulk": [1, 1, 1],
                           "unknown": ["OperationFailure", 59], "duplicate": ["DuplicateKeyError", 11000],
                           "found_one": {"_id": 1, "n": 1, "tag": "one"}}, answer
-
-        collector.segments(2)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "pymongo.json", front=front_port, mongo=mongo_port)
-        expect.check(expected, collector.api("/api/segments"))
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-        collector.stop()
+        services.check("pymongo.json", segments=2, front=front, mongo=mongo)
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
@@ -89,14 +65,6 @@ def client(standin: MongoStandIn, reporter: MemoryReporter) -> Iterator[Any]:
     c.close()
 
 
-def _traced(reporter: MemoryReporter, fn: Any) -> tuple[Any, list[Any]]:
-    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
-    with get_context().new_local_span("/test"):
-        result = fn()
-    assert reporter.wait_for(1)
-    return result, list(reporter.segments[-1].spans)
-
-
 def _tags(span: Any) -> dict[str, str]:
     return {t.key: t.val for t in span.tags}
 
@@ -109,7 +77,7 @@ def _fill(collection: Any, count: int) -> None:
 def test_a_cursor_gets_a_span_per_get_more(client: Any, standin: MongoStandIn, reporter: MemoryReporter) -> None:
     items = client.sw_cursor.items
     _fill(items, 7)
-    rows, spans = _traced(reporter, lambda: [d["n"] for d in items.find({}, batch_size=3)])
+    rows, spans = traced(reporter, lambda: [d["n"] for d in items.find({}, batch_size=3)])
     assert rows == list(range(7))
     assert [s.op for s in spans] == ["MongoDB/FindOperation", "MongoDB/GetMoreOperation",
                                      "MongoDB/GetMoreOperation", "/test"]
@@ -122,12 +90,12 @@ def test_a_cursor_gets_a_span_per_get_more(client: Any, standin: MongoStandIn, r
         {"db.type": "MongoDB", "db.instance": "sw_cursor", "db.statement": "getMore"}]
     # an abandoned cursor: killCursors, sent in the caller's thread by close()
     cursor = items.find({}, batch_size=2)
-    _, spans = _traced(reporter, lambda: (next(cursor), cursor.close()))
+    _, spans = traced(reporter, lambda: (next(cursor), cursor.close()))
     assert [s.op for s in spans] == ["MongoDB/FindOperation", "MongoDB/KillCursorsOperation", "/test"]
 
 
 def test_span_lasts_until_the_reply(client: Any, reporter: MemoryReporter) -> None:
-    _, spans = _traced(reporter, lambda: client.admin.command("sleep", 1, millis=300))
+    _, spans = traced(reporter, lambda: client.admin.command("sleep", 1, millis=300))
     assert [s.op for s in spans] == ["MongoDB/SleepOperation", "/test"]
     assert spans[0].end_time - spans[0].start_time >= 250, spans[0]  # a send-only span would last ~0 ms
 
@@ -155,7 +123,7 @@ def test_no_span_for_handshakes_hello_auth_or_cleanup_outside_a_trace(standin: M
 
     cursors: list[Any] = []
     clients: list[Any] = []
-    _, spans = _traced(reporter, calls)
+    _, spans = traced(reporter, calls)
     assert [s.op for s in spans] == ["MongoDB/PingOperation", "MongoDB/InsertOperation", "MongoDB/FindOperation",
                                      "/test"]
     cursors[0].close()  # outside any trace: pymongo's clean-up gets no span and no segment of its own
@@ -184,7 +152,7 @@ def test_parameters_on_and_cut(client: Any, reporter: MemoryReporter) -> None:
         items.delete_many({"name": "b"})
         list(items.aggregate([{"$match": {"name": "z"}}]))
 
-    _, spans = _traced(reporter, calls)
+    _, spans = traced(reporter, calls)
     statements = [_tags(s)["db.statement"] for s in spans[:-1]]
     assert statements[0] == ('insert {"insert": "items", "ordered": true, '
                              '"documents": [{"_id": {"$oid": "65a000000000000000000001"}, "name": "a"}]}')
@@ -198,11 +166,11 @@ def test_parameters_on_and_cut(client: Any, reporter: MemoryReporter) -> None:
 
     config.plugin_pymongo_parameters_max_length = 30  # cut: the command name stays whole
     big = [{"_id": i, "text": "x" * 1000} for i in range(100)]
-    _, spans = _traced(reporter, lambda: items.insert_many(big))
+    _, spans = traced(reporter, lambda: items.insert_many(big))
     assert _tags(spans[0])["db.statement"] == 'insert {"insert": "items", "ordered":...'
 
     config.plugin_pymongo_trace_parameters = False
-    _, spans = _traced(reporter, lambda: items.find_one({"secret": "s3cr3t"}))
+    _, spans = traced(reporter, lambda: items.find_one({"secret": "s3cr3t"}))
     assert _tags(spans[0])["db.statement"] == "find"
 
 
@@ -223,7 +191,7 @@ def test_errors_mark_the_span_and_pymongos_exception_is_untouched(client: Any, r
                 raised.append(e)
         items.find_one({"_id": 1})  # fine again
 
-    _, spans = _traced(reporter, calls)
+    _, spans = traced(reporter, calls)
     assert [type(e) for e in raised] == [OperationFailure, DuplicateKeyError, BulkWriteError, OperationFailure]
     assert raised[0].code == 59 and raised[1].code == 11000 and raised[3].code == 40324
     assert [s.op for s in spans] == ["MongoDB/NoSuchCommandOperation", "MongoDB/InsertOperation",
@@ -257,7 +225,7 @@ def test_a_broken_connection_is_an_error_span(reporter: MemoryReporter) -> None:
                 except AutoReconnect as e:
                     raised.append(e)
 
-            _, spans = _traced(reporter, call)
+            _, spans = traced(reporter, call)
         finally:
             c.close()
     assert len(raised) == 1 and isinstance(raised[0], AutoReconnect)
@@ -293,7 +261,7 @@ def test_the_callers_listeners_and_exit_spans_are_kept(standin: MongoStandIn, re
             with get_context().new_exit_span(op="odm-layer", peer="somewhere"):
                 c.admin.command("ping")  # inside another exit span: that span stands for the call
 
-        _, spans = _traced(reporter, calls)
+        _, spans = traced(reporter, calls)
     finally:
         c.close()
     assert seen[:2] == ["ping", "ping"]
@@ -311,11 +279,11 @@ def test_a_failure_of_the_plugin_runs_the_command_untraced(client: Any, reporter
     items.drop()
     with monkeypatch.context() as patched:
         patched.setattr(sw_pymongo, "_op", broken)  # no span can be made
-        result, spans = _traced(reporter, lambda: (items.insert_one({"_id": 1}).inserted_id,
+        result, spans = traced(reporter, lambda: (items.insert_one({"_id": 1}).inserted_id,
                                                    items.find_one({"_id": 1})))
     assert result == (1, {"_id": 1}) and [s.op for s in spans] == ["/test"]
     monkeypatch.setattr(sw_pymongo, "_write_error", broken)  # the reply cannot be read: the span still ends
-    result, spans = _traced(reporter, lambda: items.find_one({"_id": 1}))
+    result, spans = traced(reporter, lambda: items.find_one({"_id": 1}))
     assert result == {"_id": 1} and [s.op for s in spans] == ["MongoDB/FindOperation", "/test"]
     assert not spans[0].error_occurred and spans[0].end_time >= spans[0].start_time
 
@@ -341,7 +309,7 @@ def test_async_client(standin: MongoStandIn, reporter: MemoryReporter) -> None:
         finally:
             await c.close()
 
-    result, spans = _traced(reporter, lambda: asyncio.run(calls()))
+    result, spans = traced(reporter, lambda: asyncio.run(calls()))
     assert result == [0, 1, 2, 3, 4, "failed"]
     assert [s.op for s in spans] == ["MongoDB/DropOperation", "MongoDB/InsertOperation", "MongoDB/FindOperation",
                                      "MongoDB/GetMoreOperation", "MongoDB/GetMoreOperation",
@@ -364,13 +332,13 @@ def test_uninstall_restores_the_client_and_silences_existing_ones(client: Any, s
         assert pymongo.MongoClient.__dict__["__init__"] is init.__wrapped__
         fresh = pymongo.MongoClient("127.0.0.1", standin.port)
         assert len(fresh.options.event_listeners) == 0
-        _, spans = _traced(reporter, lambda: (fresh.admin.command("ping"), client.admin.command("ping")))
+        _, spans = traced(reporter, lambda: (fresh.admin.command("ping"), client.admin.command("ping")))
         fresh.close()
         assert [s.op for s in spans] == ["/test"]  # the client made before: its listener does nothing now
     finally:
         assert plugin.install()
     assert isinstance(pymongo.MongoClient.__dict__["__init__"], wrapt.FunctionWrapper)
-    _, spans = _traced(reporter, lambda: client.admin.command("ping"))
+    _, spans = traced(reporter, lambda: client.admin.command("ping"))
     assert [s.op for s in spans] == ["MongoDB/PingOperation", "/test"]
 
 
@@ -398,7 +366,7 @@ def test_peers_and_a_command_that_never_reported_its_end(reporter: MemoryReporte
         listener.succeeded(event("ping"))
         listener.succeeded(event("ping"))  # nothing open any more: ignored
 
-    _, spans = _traced(reporter, calls)
+    _, spans = traced(reporter, calls)
     assert [(s.op, s.error_occurred) for s in spans] == [
         ("MongoDB/FindOperation", True), ("MongoDB/PingOperation", False), ("/test", False)]
     assert spans[0].end_time <= spans[1].start_time and spans[1].pid == spans[2].sid

@@ -9,7 +9,6 @@ header in the message, the caller's properties, errors, our own failures, the ge
 
 from __future__ import annotations
 
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,9 +20,9 @@ import pytest
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.carrier import inbound_carrier
 from skywalking.trace.context import get_context
-from tests.plugins import expect
+from tests.plugins.harness import Services, one_trace, port_of, serve, traced, wait_printed
 from tests.plugins.rabbitmq import RabbitMQServer, rabbitmq_server_script
-from tests.protocol.procs import Collector, Proc, Service, clean_env, wait_for
+from tests.protocol.procs import wait_for
 
 HERE = Path(__file__).parent
 PRODUCER = HERE / "apps" / "pika_producer_app.py"
@@ -32,54 +31,25 @@ CONSUMER = HERE / "apps" / "pika_consumer_app.py"
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[RabbitMQServer]:
-    pytest.importorskip("pika")
-    server = RabbitMQServer(rabbitmq_server_script())
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(lambda: RabbitMQServer(rabbitmq_server_script()), "pika")
 
 
 # -- two services, their caller and the collector -----------------------------------------------------------------
 
 def test_a_producer_and_a_consumer_process_form_one_trace(broker: RabbitMQServer) -> None:
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        def env(name: str) -> dict[str, str]:
-            return clean_env(SW_AGENT_NAME=name, SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                             SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME=f"{name}-1")
-
-        consumer = Proc([sys.executable, str(CONSUMER), str(broker.port)], env("plugin-rabbitmq-consumer"), "ready",
-                        timeout=60)
-        procs.append(consumer)
+    with Services() as services:
+        consumer = services.python(CONSUMER, broker.port, name="plugin-rabbitmq-consumer", ready="ready", timeout=60)
         assert any(line.startswith("refused 404") for line in consumer.stdout), consumer.stdout
-        front = Proc([sys.executable, str(PRODUCER), str(broker.port)], env("plugin-rabbitmq-producer"), "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/publish")["downstream"]
+        front = port_of(services.python(PRODUCER, broker.port, name="plugin-rabbitmq-producer"))
+        answer = services.call_front(front, "/publish")
         assert answer == {"props_untouched": True, "unknown_exchange": ["ChannelClosedByBroker", 404],
                           "closed_channel": "ChannelWrongStateError"}, answer
 
-        consumed = [f"consumed {line}\n" for line in (
+        wait_printed(consumer, [f"consumed {line}\n" for line in (
             "sw-callback to the callback consumer", "sw-generator to the generator consumer",
-            "sw-async to the async consumer", "sw-get forwarded to the callback consumer")]
-        wait_for(lambda: all(line in consumer.stdout for line in consumed), timeout=30,
-                 what=f"{consumed} in {consumer.stdout} {consumer.stderr}")
-        collector.segments(7)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "rabbitmq.json", front=front_port, amqp=broker.port)
-        segments = collector.api("/api/segments")
-        expect.check(expected, segments)
-        linked = [s for s in segments if s["spans"][-1]["operationName"] != "RabbitMQ/Topic//Queue/sw-missing/Consumer"]
-        assert len({s["traceId"] for s in linked}) == 1, [(s["service"], s["traceId"]) for s in linked]
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
+            "sw-async to the async consumer", "sw-get forwarded to the callback consumer")])
+        segments = services.check("rabbitmq.json", segments=7, front=front, amqp=broker.port)
+        one_trace(segments, apart="RabbitMQ/Topic//Queue/sw-missing/Consumer")
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
@@ -94,21 +64,6 @@ def channel(broker: RabbitMQServer, reporter: MemoryReporter) -> Iterator[Any]:
         connection.close()
 
 
-@pytest.fixture
-def queue(channel: Any) -> str:
-    name = f"sw-test-{uuid.uuid4().hex[:8]}"
-    channel.queue_declare(name, auto_delete=True)
-    return name
-
-
-def _traced(reporter: MemoryReporter, fn: Any) -> tuple[Any, list[Any]]:
-    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
-    with get_context().new_local_span("/test"):
-        result = fn()
-    assert reporter.wait_for(1)
-    return result, list(reporter.segments[-1].spans)
-
-
 def _get(channel: Any, queue: str) -> tuple[Any, Any, Any]:
     return wait_for(lambda: (lambda got: got if got[0] is not None else None)(channel.basic_get(queue, True)),
                     what=f"a message in {queue}")
@@ -119,7 +74,7 @@ def test_the_header_goes_into_a_copy_of_the_properties(channel: Any, queue: str,
     import pika
 
     props = pika.BasicProperties(headers={"app": "x"}, content_type="text/plain")
-    _, spans = _traced(reporter, lambda: channel.basic_publish("", queue, b"one", props))
+    _, spans = traced(reporter, lambda: channel.basic_publish("", queue, b"one", props))
     assert props.headers == {"app": "x"}
     exit_span = spans[0]
     assert exit_span.op == f"RabbitMQ/Topic//Queue/{queue}/Producer" and exit_span.peer == f"127.0.0.1:{broker.port}"
@@ -130,7 +85,7 @@ def test_the_header_goes_into_a_copy_of_the_properties(channel: Any, queue: str,
     assert received.headers["sw6"].startswith("1-"), received.headers
 
     reporter.segments.clear()
-    _traced(reporter, lambda: channel.basic_publish("", queue, b"two"))  # no properties: some are made
+    traced(reporter, lambda: channel.basic_publish("", queue, b"two"))  # no properties: some are made
     method, received, body = _get(channel, queue)
     assert body == b"two" and set(received.headers) == {"sw6"}
 
@@ -143,7 +98,7 @@ def test_sw8_when_configured(broker: RabbitMQServer, start_agent: Any) -> None:
     try:
         channel = connection.channel()
         name = channel.queue_declare("", exclusive=True).method.queue
-        _traced(reporter, lambda: channel.basic_publish("", name, b"v8"))
+        traced(reporter, lambda: channel.basic_publish("", name, b"v8"))
         method, received, body = _get(channel, name)
         assert "sw8" in received.headers and "sw6" not in received.headers, received.headers
         # the consumer's entry span continues it
@@ -180,7 +135,7 @@ def test_a_refused_publish_and_get_are_errors_and_reraised_untouched(broker: Rab
             except pika.exceptions.ChannelWrongStateError as e:
                 raised.append(e)
 
-        _, spans = _traced(reporter, calls)
+        _, spans = traced(reporter, calls)
     finally:
         connection.close()
     assert [type(e).__name__ for e in raised] == ["ChannelClosedByBroker", "ChannelClosedByBroker",
@@ -218,7 +173,7 @@ def test_a_failing_callback_is_an_error_span_and_its_exception_unchanged(channel
 
 def test_the_generator_span_lasts_until_the_next_message_is_asked_for(channel: Any, queue: str,
                                                                     reporter: MemoryReporter) -> None:
-    _traced(reporter, lambda: [channel.basic_publish("", queue, body) for body in (b"1", b"2")])
+    traced(reporter, lambda: [channel.basic_publish("", queue, body) for body in (b"1", b"2")])
     reporter.segments.clear()
     messages = channel.consume(queue, auto_ack=True)
     bodies = []
@@ -241,7 +196,7 @@ def test_a_message_received_inside_a_request_is_its_own_segment(channel: Any, qu
                                                                  reporter: MemoryReporter) -> None:
     """basic_get in a traced request: the message's entry span continues the producer's trace in a segment of its
     own; the request's segment keeps the trace it continued (review finding: it used to be re-filed)."""
-    _traced(reporter, lambda: channel.basic_publish("", queue, b"m"))
+    traced(reporter, lambda: channel.basic_publish("", queue, b"m"))
     producer_trace = str(reporter.segments[-1].related_traces[0])
     reporter.segments.clear()
     with get_context().new_entry_span("/request", inbound_carrier({}.get)) as request:
@@ -260,7 +215,7 @@ def test_cancel_ends_the_span_of_a_kept_consume_generator(channel: Any, queue: s
                                                          reporter: MemoryReporter) -> None:
     """A consume() generator kept after the loop (not advanced, not closed): cancel() ends the span of the message
     it handed out, and nothing stays active on the thread (review finding)."""
-    _traced(reporter, lambda: channel.basic_publish("", queue, b"1"))
+    traced(reporter, lambda: channel.basic_publish("", queue, b"1"))
     reporter.segments.clear()
     messages = channel.consume(queue, auto_ack=True)
     assert next(messages)[2] == b"1"
@@ -319,7 +274,7 @@ def test_a_failure_of_the_plugin_publishes_and_consumes_untraced(channel: Any, q
         raise RuntimeError("plugin bug")
 
     monkeypatch.setattr(sw_rabbitmq, "_broker", broken)
-    _, spans = _traced(reporter, lambda: channel.basic_publish("", queue, b"plain"))
+    _, spans = traced(reporter, lambda: channel.basic_publish("", queue, b"plain"))
     assert [s.op for s in spans] == ["/test"]
     reporter.segments.clear()
     method, properties, body = _get(channel, queue)
@@ -332,7 +287,7 @@ def test_nothing_inside_an_exit_span(channel: Any, queue: str, reporter: MemoryR
         with get_context().new_exit_span(op="mq-layer", peer="somewhere"):
             channel.basic_publish("", queue, b"inner")
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert [s.op for s in spans] == ["mq-layer", "/test"]
 
 
@@ -351,7 +306,7 @@ def test_uninstall_restores_the_originals(channel: Any, queue: str, reporter: Me
     plugin.uninstall()
     try:
         assert [cls.__dict__[name] for cls, name in names] == [t.__wrapped__ for t in targets]
-        _, spans = _traced(reporter, lambda: channel.basic_publish("", queue, b"plain"))
+        _, spans = traced(reporter, lambda: channel.basic_publish("", queue, b"plain"))
         assert [s.op for s in spans] == ["/test"]
     finally:
         assert plugin.install()

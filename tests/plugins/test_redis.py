@@ -1,6 +1,6 @@
-"""sw_redis against a real redis-server on 127.0.0.1 (started here on a free port, with a unix socket; the binary
-comes from tools/redis-server.sh, which installs Debian's package when there is none). Without a binary the tests
-skip, or fail when CI or SW_REQUIRE_REDIS is set.
+"""sw_redis against a real redis-server on 127.0.0.1 (tests/plugins/redis.py starts it on a free port, with a unix
+socket; the binary comes from tools/redis-server.sh, which installs Debian's package when there is none). Without a
+binary the tests skip, or fail when CI or SW_REQUIRE_REDIS is set.
 
 The service test runs apps/redis_app.py called with sw6 by a traced caller and checks expected/redis.json; the
 in-process tests check what the file cannot: span timing, exit-span nesting, errors, our own failures, uninstall."""
@@ -8,14 +8,6 @@ in-process tests check what the file cannot: span timing, exit-span nesting, err
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,111 +16,27 @@ import pytest
 
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.context import get_context
-from tests.plugins import expect
-from tests.plugins.servers import server_path
-from tests.protocol.procs import ROOT, Collector, Proc, Service, clean_env, free_port
+from tests.plugins.harness import Services, port_of, serve, traced
+from tests.plugins.redis import RedisServer, redis_server_binary
 
 HERE = Path(__file__).parent
 APP = HERE / "apps" / "redis_app.py"
-SCRIPT = ROOT / "tools" / "redis-server.sh"
-
-
-def redis_server_binary() -> str:
-    """The path tools/redis-server.sh prints; skips (fails under CI / SW_REQUIRE_REDIS) when there is none."""
-    return server_path(SCRIPT, "redis-server", "SW_REQUIRE_REDIS")
-
-
-class RedisServer:
-    """``redis-server`` on 127.0.0.1:<free port> and a unix socket, nothing saved; stop() ends it."""
-
-    def __init__(self, binary: str) -> None:
-        self.dir = tempfile.mkdtemp(prefix="sw-redis-")
-        self.socket = os.path.join(self.dir, "redis.sock")
-        self.log = os.path.join(self.dir, "redis.log")
-        self.popen: subprocess.Popen[bytes] | None = None
-        for _ in range(3):  # the free port may be taken before redis binds it
-            self.port = free_port()
-            with open(self.log, "ab") as log:
-                self.popen = subprocess.Popen(
-                    [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--unixsocket", self.socket,
-                     "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no",
-                     "--dir", self.dir],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            if self._answers():
-                return
-            self._end()
-        text = Path(self.log).read_text(errors="replace")
-        self.stop()
-        raise AssertionError(f"redis-server did not answer PING:\n{text}")
-
-    def _answers(self, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.popen is not None and self.popen.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"*1\r\n$4\r\nPING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        return False
-
-    def _end(self) -> None:
-        popen, self.popen = self.popen, None
-        if popen is None or popen.poll() is not None:
-            return
-        popen.send_signal(signal.SIGTERM)
-        try:
-            popen.wait(10)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait(10)
-
-    def stop(self) -> None:
-        try:
-            self._end()
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    pytest.importorskip("redis")
-    server = RedisServer(redis_server_binary())
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(lambda: RedisServer(redis_server_binary()), "redis")
 
 
 # -- the service, its caller and the collector ------------------------------------------------------------------
 
 def test_commands_pipelines_and_async_calls_are_exit_spans(redis_server: RedisServer) -> None:
-    collector = Collector()
-    procs: list[Proc] = []
-    try:
-        env = clean_env(SW_AGENT_NAME="plugin-redis", SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
-                        SW_AGENT_REGISTER_WAIT="15", SW_AGENT_INSTANCE_NAME="plugin-redis-1")
-        front = Proc([sys.executable, str(APP), str(redis_server.port), redis_server.socket], env, "ready port=")
-        procs.append(front)
-        front_port = int(front.ready_line.split("=")[1])
-        caller = Service("upstream-java", collector.grpc)  # traced by hand, sends sw6 like a Java agent
-        procs.append(caller)
-        answer = caller.call(next=f"http://127.0.0.1:{front_port}/redis")["downstream"]
+    with Services() as services:
+        front = port_of(services.python(APP, redis_server.port, redis_server.socket, name="plugin-redis"))
+        answer = services.call_front(front, "/redis")
         assert answer["sync"]["get"] == "hello" and answer["sync"]["ping"] is True, answer
         assert "not an integer" in answer["sync"]["incr_error"] and "WRONGTYPE" in answer["async"]["hget_error"]
-
-        collector.segments(2)
-        collector.settled()
-        expected = expect.load(HERE / "expected" / "redis.json", front=front_port, redis=redis_server.port,
-                               socket=redis_server.socket)
-        expect.check(expected, collector.api("/api/segments"))
-        assert collector.api("/api/drops") == []
-    finally:
-        for proc in procs:
-            proc.stop()
-        collector.stop()
+        services.check("redis.json", segments=2, front=front, redis=redis_server.port, socket=redis_server.socket)
 
 
 # -- in this process ----------------------------------------------------------------------------------------------
@@ -140,14 +48,6 @@ def client(redis_server: RedisServer, reporter: MemoryReporter) -> Iterator[Any]
     r = redis.Redis(host="127.0.0.1", port=redis_server.port, db=2)
     yield r
     r.close()
-
-
-def _traced(reporter: MemoryReporter, fn: Any) -> tuple[Any, list[Any]]:
-    """``fn()`` inside a local span; its result and the spans of the segment (the local span last)."""
-    with get_context().new_local_span("/test"):
-        result = fn()
-    assert reporter.wait_for(1)
-    return result, list(reporter.segments[-1].spans)
 
 
 def test_span_lasts_until_the_reply(client: Any, reporter: MemoryReporter, redis_server: RedisServer) -> None:
@@ -163,7 +63,7 @@ def test_span_lasts_until_the_reply(client: Any, reporter: MemoryReporter, redis
     def both() -> tuple[Any, Any]:
         return client.blpop(["sw:empty"], timeout=0.3), asyncio.run(blpop())
 
-    result, spans = _traced(reporter, both)
+    result, spans = traced(reporter, both)
     assert result == (None, None)
     assert [s.op for s in spans] == ["Redis/BLPOP", "Redis/BLPOP", "/test"]
     for span in spans[:2]:  # the server answers after 0.3 s: a send-only span would last ~0 ms
@@ -177,7 +77,7 @@ def test_nothing_inside_an_exit_span(client: Any, reporter: MemoryReporter) -> N
             with client.pipeline() as pipe:
                 return pipe.get("sw:inner").execute()
 
-    result, spans = _traced(reporter, call)
+    result, spans = traced(reporter, call)
     assert result == [b"1"]
     assert [s.op for s in spans] == ["cache-layer", "/test"]
 
@@ -194,7 +94,7 @@ def test_error_marks_the_span_and_is_reraised_untouched(client: Any, reporter: M
         except redis.ResponseError as e:
             raised.append(e)
 
-    _, spans = _traced(reporter, call)
+    _, spans = traced(reporter, call)
     assert len(raised) == 1 and type(raised[0]) is redis.ResponseError
     incr = spans[1]
     assert incr.op == "Redis/INCRBY" and incr.error_occurred
@@ -211,7 +111,7 @@ def test_a_failure_of_the_plugin_runs_the_command_untraced(client: Any, reporter
 
     monkeypatch.setattr(sw_redis, "_span", broken)
     client.set("sw:ok", "1")
-    result, spans = _traced(reporter, lambda: (client.get("sw:ok"), client.pipeline().get("sw:ok").execute()))
+    result, spans = traced(reporter, lambda: (client.get("sw:ok"), client.pipeline().get("sw:ok").execute()))
     assert result == (b"1", [b"1"])
     assert [s.op for s in spans] == ["/test"]
 
@@ -254,7 +154,7 @@ def test_uninstall_restores_the_originals(redis_server: RedisServer, reporter: M
                     redis.asyncio.client.Pipeline.__dict__["immediate_execute_command"]]
         assert restored == [t.__wrapped__ for t in targets]
         r = redis.Redis(host="127.0.0.1", port=redis_server.port, db=2)
-        _, spans = _traced(reporter, lambda: r.ping())
+        _, spans = traced(reporter, lambda: r.ping())
         r.close()
         assert [s.op for s in spans] == ["/test"]
     finally:

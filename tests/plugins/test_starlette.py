@@ -17,8 +17,8 @@ HERE = Path(__file__).parent
 def test_fastapi_entry_spans_continue_the_caller() -> None:
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
-    check_front([sys.executable, str(HERE / "apps" / "asgi_app.py")],
-                {"SW_AGENT_NAME": "plugin-asgi", "SW_PLUGIN_STARLETTE_ROUTE_TEMPLATE": "true"}, "starlette.json", 4)
+    check_front([sys.executable, str(HERE / "apps" / "asgi_app.py")], "plugin-asgi", "starlette.json", 4,
+                SW_PLUGIN_STARLETTE_ROUTE_TEMPLATE="true")
 
 
 def test_a_traced_app_is_still_told_from_an_app_factory(reporter: object) -> None:

@@ -27,6 +27,8 @@ agent.start()
 import amqp  # noqa: E402  (after the agent: patched on import)
 import amqp.exceptions  # noqa: E402
 
+from tests.plugins.apps.consumers import run_consumers  # noqa: E402
+
 HOST = f"127.0.0.1:{int(sys.argv[1])}"
 QUEUES = ("sw-amqp-callback", "sw-amqp-direct", "sw-amqp-get")
 
@@ -91,20 +93,7 @@ def get_consumer(registered: threading.Event) -> None:
 
 def main() -> None:
     declare()
-    events = []
-    for consumer in (callback_consumer, get_consumer):
-        registered = threading.Event()
-        threading.Thread(target=consumer, args=(registered,), daemon=True).start()
-        events.append(registered)
-    for registered in events:
-        if not registered.wait(30):
-            raise SystemExit("a consumer did not start")
-    print("ready", flush=True)
-    try:
-        while True:
-            time.sleep(1)
-    finally:
-        agent.stop()
+    run_consumers(callback_consumer, get_consumer)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ agent.start()
 import confluent_kafka  # noqa: E402  (after the agent: patched on import)
 from confluent_kafka.serialization import StringDeserializer  # noqa: E402
 
+from tests.plugins.apps.consumers import run_consumers  # noqa: E402
+
 SERVERS = sys.argv[1]
 _print = threading.Lock()
 
@@ -89,20 +91,7 @@ def deserializing_consumer(registered: threading.Event) -> None:
 
 def main() -> None:
     missing()
-    events = []
-    for consumer in (poll_consumer, batch_consumer, deserializing_consumer):
-        registered = threading.Event()
-        threading.Thread(target=consumer, args=(registered,), daemon=True).start()
-        events.append(registered)
-    for registered in events:
-        if not registered.wait(30):
-            raise SystemExit("a consumer did not start")
-    print("ready", flush=True)
-    try:
-        while True:
-            time.sleep(1)
-    finally:
-        agent.stop()
+    run_consumers(poll_consumer, batch_consumer, deserializing_consumer)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ agent.start()
 import pika  # noqa: E402  (after the agent: patched on import)
 import pika.exceptions  # noqa: E402
 
+from tests.plugins.apps.consumers import run_consumers  # noqa: E402
+
 PARAMS = pika.ConnectionParameters(host="127.0.0.1", port=int(sys.argv[1]))
 QUEUES = ("sw-callback", "sw-generator", "sw-async", "sw-get")
 
@@ -109,20 +111,7 @@ def async_consumer(registered: threading.Event) -> None:
 
 def main() -> None:
     declare()
-    events = []
-    for consumer in (callback_consumer, generator_consumer, get_consumer, async_consumer):
-        registered = threading.Event()
-        threading.Thread(target=consumer, args=(registered,), daemon=True).start()
-        events.append(registered)
-    for registered in events:
-        if not registered.wait(30):
-            raise SystemExit("a consumer did not start")
-    print("ready", flush=True)
-    try:
-        while True:
-            time.sleep(1)
-    finally:
-        agent.stop()
+    run_consumers(callback_consumer, generator_consumer, get_consumer, async_consumer)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from typing import Any
 
 from skywalking import agent
@@ -25,6 +24,8 @@ from skywalking.trace.context import get_context
 agent.start()
 
 import pulsar  # noqa: E402  (after the agent: patched on import)
+
+from tests.plugins.apps.consumers import run_forever  # noqa: E402
 
 CLIENT = pulsar.Client(sys.argv[1], operation_timeout_seconds=10)
 _print = threading.Lock()
@@ -76,12 +77,7 @@ def main() -> None:
     batching = CLIENT.subscribe("sw-batch", "sw-app")
     for loop, consumer in ((receive_loop, receiving), (batch_loop, batching)):
         threading.Thread(target=loop, args=(consumer,), daemon=True).start()
-    print("ready", flush=True)
-    try:
-        while True:
-            time.sleep(1)
-    finally:
-        agent.stop()
+    run_forever()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import threading
 import time
 from typing import Any
 
+from tests.plugins.standins.serving import SocketServerStandIn, ThreadingServer, serve_until_interrupted
+
 # -- PackStream v1 ------------------------------------------------------------------------------------------------
 
 
@@ -432,36 +434,24 @@ class _Session(socketserver.BaseRequestHandler):
         self._send(SUCCESS, self.summaries.pop(qid))
 
 
-class BoltStandIn(socketserver.ThreadingTCPServer):
-    """The Bolt server on 127.0.0.1:<port> (a free one by default), a thread per connection; stop() ends it."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, port: int = 0, user: str = USER, password: str = PASSWORD) -> None:
+class _Server(ThreadingServer):
+    def __init__(self, port: int, user: str, password: str) -> None:
         super().__init__(("127.0.0.1", port), _Session)
-        self.port: int = self.server_address[1]
         self.user, self.password = user, password
         self.queries: list[tuple[str, str, dict[str, Any]]] = []
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="bolt-standin", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(5)
 
 
-def main() -> None:
-    """``python -m tests.plugins.standins.bolt``: serve until interrupted, printing ``ready port=<port>``."""
-    server = BoltStandIn()
-    print(f"ready port={server.port}", flush=True)
-    try:
-        threading.Event().wait()
-    finally:
-        server.stop()
+class BoltStandIn(SocketServerStandIn):
+    """The Bolt server on 127.0.0.1:<port> (a free one by default), a thread per connection; stop() ends it."""
+
+    thread_name = "bolt-standin"
+
+    def __init__(self, port: int = 0, user: str = USER, password: str = PASSWORD) -> None:
+        self._server = server = _Server(port, user, password)
+        self.port: int = server.server_address[1]
+        self.queries = server.queries
+        self.start()
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # serve until interrupted, printing ``ready port=<port>``
+    serve_until_interrupted(BoltStandIn())

@@ -18,7 +18,7 @@ A missing index is a 404 ``index_not_found_exception``; errors have Elasticsearc
 ``{"error": {"root_cause": [...], "type", "reason", ...}, "status": N}``. Indices are created on first write.
 
 ``python -m tests.plugins.standins.elasticsearch`` serves on a free port and prints ``ready port=<port>``;
-``start()`` serves from a thread of this process.
+``StandIn()`` serves from a thread of this process.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from tests.plugins.standins.serving import SocketServerStandIn, serve_until_interrupted
 
 _COMPAT = re.compile(r"application/vnd\.elasticsearch\+json;\s*compatible-with=(\d+)")
 _SHARDS = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
@@ -248,37 +250,18 @@ class Handler(BaseHTTPRequestHandler):
         return {"took": 1, "errors": errors, "items": items}
 
 
-class StandIn:
+class StandIn(SocketServerStandIn):
     """The stand-in serving from a daemon thread of this process; ``stop()`` ends it."""
+
+    thread_name = "elasticsearch-standin"
 
     def __init__(self) -> None:
         handler = type("StoreHandler", (Handler,), {"store": Store()})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.port: int = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        self.start()
 
 
-def start() -> StandIn:
-    return StandIn()
-
-
-def main() -> None:
-    handler = type("StoreHandler", (Handler,), {"store": Store()})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    print(f"ready port={server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # serve until interrupted, printing ``ready port=<port>``
+    serve_until_interrupted(StandIn())

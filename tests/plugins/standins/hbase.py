@@ -13,7 +13,6 @@ answer of every call but ``scannerClose``, for span timing tests."""
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 import time
 from typing import Any
@@ -21,6 +20,8 @@ from typing import Any
 import thriftpy2.server
 from thriftpy2.thrift import TProcessor
 from thriftpy2.transport import TServerSocket
+
+from tests.plugins.standins.serving import ThreadServer, hang_up, serve_connections, serve_until_interrupted
 
 
 def _idl() -> Any:
@@ -196,8 +197,10 @@ def _wanted(column: bytes, columns: list[bytes] | None) -> bool:
                for c in columns)
 
 
-class HBaseStandIn:
+class HBaseStandIn(ThreadServer):
     """The Thrift gateway on 127.0.0.1:<port> (a free one by default), serving in daemon threads; stop() ends it."""
+
+    thread_name = "hbase-standin"
 
     def __init__(self, port: int = 0) -> None:
         idl = _idl()
@@ -207,36 +210,16 @@ class HBaseStandIn:
         self.port: int = self._trans.sock.getsockname()[1]
         self._server = thriftpy2.server.TThreadedServer(TProcessor(idl.Hbase, self.handler), self._trans,
                                                         daemon=True)
-        self._thread = threading.Thread(target=self._accept, name="hbase-standin", daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _accept(self) -> None:
-        while not self._server.closed:
-            try:
-                client = self._trans.accept()
-            except Exception:  # the listening socket was closed by stop()
-                return
-            threading.Thread(target=self._server.handle, args=(client,), daemon=True).start()
+    def serve(self) -> None:
+        serve_connections(self._trans.accept, self._server.handle, "hbase-standin-conn")
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self._server.closed = True
-        try:
-            self._trans.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        hang_up(self._trans.sock)
         self._trans.close()
-        self._thread.join(5)
 
 
-def main() -> None:
-    """``python -m tests.plugins.standins.hbase``: serve until interrupted, printing ``ready port=<port>``."""
-    server = HBaseStandIn()
-    print(f"ready port={server.port}", flush=True)
-    try:
-        threading.Event().wait()
-    finally:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # serve until interrupted, printing ``ready port=<port>``
+    serve_until_interrupted(HBaseStandIn())

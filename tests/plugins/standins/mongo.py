@@ -39,6 +39,8 @@ import bson
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 
+from tests.plugins.standins.serving import SocketServerStandIn, ThreadingServer, hang_up, serve_until_interrupted
+
 OP_REPLY, OP_QUERY, OP_MSG = 1, 2004, 2013
 CHECKSUM_PRESENT, MORE_TO_COME = 1, 2
 MAX_WIRE_VERSION = 21  # MongoDB 7.0: within what pymongo 4.0 (6..14) and the newest pymongo (9..) accept
@@ -441,10 +443,7 @@ class _Connection(socketserver.BaseRequestHandler):
                     return
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(ThreadingServer):
     def __init__(self, address: tuple[str, int], store: Store) -> None:
         self.store = store
         self.open: set[socket.socket] = set()
@@ -466,21 +465,24 @@ class _Server(socketserver.ThreadingTCPServer):
         with self._open_lock:
             socks = list(self.open)
         for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            hang_up(sock)
+
+    def server_close(self) -> None:
+        self.drop_connections()
+        super().server_close()
 
 
-class MongoStandIn:
+class MongoStandIn(SocketServerStandIn):
     """The stand-in on ``host``:``port`` (0: a free port); ``start()`` serves from a thread, ``stop()`` ends it and
     closes every client connection."""
+
+    thread_name = "mongo-stand-in"
+    _server: _Server
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.store = Store()
         self._server = _Server((host, port), self.store)
         self.host, self.port = host, self._server.server_address[1]
-        self._thread: threading.Thread | None = None
 
     @property
     def address(self) -> str:
@@ -491,40 +493,13 @@ class MongoStandIn:
         with self.store.lock:
             return [name for _, name in self.store.received]
 
-    def start(self) -> MongoStandIn:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="mongo-stand-in", daemon=True)
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(10)
-            self._thread = None
-        self._server.drop_connections()
-        self._server.server_close()
-
-    def __enter__(self) -> MongoStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    standin = MongoStandIn(args.host, args.port)
-    print(f"ready port={standin.port}", flush=True)
-    try:
-        standin.serve_forever()
-    finally:
-        standin.stop()
+    serve_until_interrupted(MongoStandIn(args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from tests.plugins.standins.serving import ThreadServer, hang_up, serve_connections
+
 # -- protobuf, by hand ----------------------------------------------------------------------------------------------
 
 Value = Union[int, str, bytes, "list[tuple[int, Any]]"]
@@ -206,8 +208,10 @@ class _Connection:
             self.sock.close()
 
 
-class PulsarStandin:
+class PulsarStandin(ThreadServer):
     """``PulsarStandin()`` listens on 127.0.0.1:<free port> at once; ``url`` is its service URL; ``stop()``."""
+
+    thread_name = "pulsar-standin"
 
     def __init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -220,34 +224,24 @@ class PulsarStandin:
         self._topics: dict[str, list[Stored]] = {}
         self._subscriptions: dict[tuple[str, str], _Subscription] = {}
         self._connections: list[_Connection] = []
-        self._thread = threading.Thread(target=self._accept, name="pulsar-standin", daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return
-            conn = _Connection(self, sock)
-            with self._lock:
-                self._connections.append(conn)
-            threading.Thread(target=conn.serve, name="pulsar-standin-conn", daemon=True).start()
+    def _accept(self) -> _Connection:
+        conn = _Connection(self, self._listener.accept()[0])
+        with self._lock:
+            self._connections.append(conn)
+        return conn
 
-    def stop(self) -> None:
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
-        except OSError:
-            pass
+    def serve(self) -> None:
+        serve_connections(self._accept, _Connection.serve, "pulsar-standin-conn")
+
+    def close(self) -> None:
+        hang_up(self._listener)  # wakes the blocked accept()
         self._listener.close()
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
-            try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._thread.join(5)
+            hang_up(conn.sock)
 
     def messages(self, topic: str) -> list[Stored]:
         """The messages stored on ``topic`` (short name or full name)."""
