@@ -179,9 +179,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("plugin_sanic_collect_http_params", bool, False, "Sanic: record request parameters (no plugin yet)."),
     Option("plugin_django_collect_http_params", bool, False, "Django: record request parameters as `http.params`."),
     Option("plugin_fastapi_collect_http_params", bool, False, "FastAPI: record request parameters as `http.params`."),
+    Option("plugin_http_route_template", bool, False,
+           "Web frameworks: name entry spans after the matched route template (`/items/{item_id}`, `/items/<id>`) "
+           "instead of the raw path, which keeps the number of OAP endpoints bounded. Frameworks that expose "
+           "templates: Starlette/FastAPI, Flask, Django, Bottle, Pyramid, Falcon, Sanic, Tornado; the others keep "
+           "the path."),
     Option("plugin_starlette_route_template", bool, False,
-           "FastAPI/Starlette: name entry spans after the matched route template (`/items/{item_id}`) instead of the "
-           "raw path, which keeps the number of OAP endpoints bounded."),
+           "Alias of `plugin_http_route_template` that only Starlette/FastAPI read (kept from earlier releases)."),
     Option("plugin_bottle_collect_http_params", bool, False, "Bottle: record request parameters (no plugin yet)."),
     Option("plugin_celery_parameters_length", int, 512, "Celery: maximum length of `celery.parameters`."),
     Option("plugin_grpc_ignored_methods", str, "",

@@ -88,6 +88,7 @@ plugin_flask_collect_http_params: bool
 plugin_sanic_collect_http_params: bool
 plugin_django_collect_http_params: bool
 plugin_fastapi_collect_http_params: bool
+plugin_http_route_template: bool
 plugin_starlette_route_template: bool
 plugin_bottle_collect_http_params: bool
 plugin_celery_parameters_length: int

@@ -22,6 +22,12 @@ def ignored_method(method: Any) -> bool:
     return config.ignore_http_method_check(str(method or "GET"))
 
 
+def route_templates(alias: bool = False) -> bool:
+    """Whether entry spans are named after route templates (``plugin_http_route_template``, or a
+    framework's own older option given as ``alias``)."""
+    return bool(config.plugin_http_route_template or alias)
+
+
 def url_without_credentials(parts: SplitResult) -> str:
     """The URL with any ``user:password@`` removed (the query is kept)."""
     if "@" not in parts.netloc:

@@ -10,7 +10,14 @@ from typing import Any
 
 from skywalking import Component, Kind, config
 from skywalking.plugins import Plugin
-from skywalking.plugins._http import describe_entry, http_entry_span, ignored_method, raw_headers, tag_response
+from skywalking.plugins._http import (
+    describe_entry,
+    http_entry_span,
+    ignored_method,
+    raw_headers,
+    route_templates,
+    tag_response,
+)
 from skywalking.plugins._peer import address_peer
 from skywalking.trace.context import peek
 
@@ -56,7 +63,7 @@ def _call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 async def _traced(wrapped: Any, instance: Any, scope: dict[str, Any], receive: Any, send: Any) -> Any:
     headers = raw_headers(scope.get("headers", ()), "host")
     path = scope.get("path", "/")
-    op = (config.plugin_starlette_route_template and route_template(instance, scope)) or path
+    op = (route_templates(config.plugin_starlette_route_template) and route_template(instance, scope)) or path
     span = http_entry_span(op, headers.get)
     with span:
         host = headers.get("host") or ":".join(str(p) for p in scope.get("server") or ("", ""))
