@@ -150,19 +150,33 @@ OPTIONS: tuple[Option, ...] = (
     Option("agent_profile_duration", int, 10, "Profiling only (inactive)."),
     Option("agent_profile_dump_max_stack_depth", int, 500, "Profiling only (inactive)."),
     Option("agent_profile_snapshot_transport_buffer_size", int, 50, "Profiling only (inactive)."),
-    Option("agent_log_reporter_active", bool, True, "Log reporting. Inactive: OAP 6.6.0 has no log receiver."),
-    Option("agent_log_reporter_safe_mode", bool, False, "Log reporting only (inactive)."),
-    Option("agent_log_reporter_max_buffer_size", int, 10000, "Log reporting only (inactive)."),
-    Option("agent_log_reporter_level", str, "WARNING", "Log reporting only (inactive)."),
-    Option("agent_log_reporter_ignore_filter", bool, False, "Log reporting only (inactive)."),
-    Option("agent_log_reporter_formatted", bool, True, "Log reporting only (inactive)."),
+    Option("agent_log_reporter_active", bool, True,
+           "v8: report `logging` records (with their trace context) to the OAP's `LogReportService`. Under v6 "
+           "nothing is installed (OAP 6.6.0 has no log receiver)."),
+    Option("agent_log_reporter_safe_mode", bool, False,
+           "Log reporting: remove `user:password@` from URLs in reported text and tags."),
+    Option("agent_log_reporter_max_buffer_size", int, 10000,
+           "Log reporting: records waiting to be sent, at most; further ones are dropped and counted."),
+    Option("agent_log_reporter_level", str, "WARNING",
+           "Log reporting: the lowest level reported (`DEBUG` ... `CRITICAL`, or a number)."),
+    Option("agent_log_reporter_ignore_filter", bool, False,
+           "Log reporting: also report records that a logger's filters reject."),
+    Option("agent_log_reporter_formatted", bool, True,
+           "Log reporting: send the text formatted with `agent_log_reporter_layout`; false sends the message "
+           "template, its arguments as `argument.N` tags and the traceback as an `exception` tag."),
     Option("agent_log_reporter_layout", str, "%(asctime)s [%(threadName)s] %(levelname)s %(name)s - %(message)s",
-           "Log reporting only (inactive)."),
-    Option("agent_cause_exception_depth", int, 10, "Traceback depth recorded in span error logs."),
-    Option("agent_meter_reporter_active", bool, True, "Meter reporting. Inactive: OAP 6.6.0 has no meter receiver."),
-    Option("agent_meter_reporter_max_buffer_size", int, 10000, "Meter reporting only (inactive)."),
-    Option("agent_meter_reporter_period", int, 20, "Meter reporting only (inactive)."),
-    Option("agent_pvm_meter_reporter_active", bool, True, "Meter reporting only (inactive)."),
+           "Log reporting: the `logging` format of reported text (`%(tid)s` is the trace id)."),
+    Option("agent_cause_exception_depth", int, 10,
+           "Traceback depth recorded in span error logs and reported log records."),
+    Option("agent_meter_reporter_active", bool, True,
+           "v8: report the meters of `skywalking.meter` to the OAP's `MeterReportService` every "
+           "`agent_meter_reporter_period` seconds. Under v6 nothing is started (OAP 6.6.0 has no meter receiver)."),
+    Option("agent_meter_reporter_max_buffer_size", int, 10000,
+           "Meter reporting: values waiting to be sent, at most; further ones are dropped and counted."),
+    Option("agent_meter_reporter_period", int, 20, "Meter reporting: seconds between two readings of every meter."),
+    Option("agent_pvm_meter_reporter_active", bool, True,
+           "Meter reporting: also report the process's PVM gauges (CPU, memory, GC, threads: "
+           "`instance_pvm_*`)."),
     Option("agent_disable_plugins", list, [],
            "Comma-separated plugin names (or regular expressions matching whole names) not to install, "
            "e.g. `sw_grpc,sw_redis`."),
@@ -522,6 +536,21 @@ def finalize() -> None:
     """Recompute every derived setting. Nothing needs it any more (each write recomputes what depends on the
     option written); kept for callers of upstream's ``config.finalize()``."""
     _recompute(_BY_NAME)
+
+
+def finalize_feature() -> None:
+    """Upstream name (it derived feature flags from options); see ``finalize``."""
+    finalize()
+
+
+def finalize_name() -> None:
+    """Upstream name (it derived the service name); see ``finalize``."""
+    finalize()
+
+
+def finalize_regex() -> None:
+    """Upstream name (it compiled the ignore patterns); see ``finalize``."""
+    finalize()
 
 
 def instance_properties() -> dict[str, str]:

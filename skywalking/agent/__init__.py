@@ -10,11 +10,16 @@ instance the process reports as (before or after ``start()``).
 from __future__ import annotations
 
 import atexit
+import functools
 import os
+import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from skywalking import config, loggings, plugins
+from skywalking.agent import telemetry
 from skywalking.bootstrap import prefork
 from skywalking.loggings import logger
 from skywalking.reporter import Reporter
@@ -23,12 +28,14 @@ from skywalking.trace import context
 from skywalking.trace.identity import Identity, new_identity
 from skywalking.trace.tracer import TRACER
 
-__all__ = ["SkyWalkingAgent", "agent", "set_identity", "start", "started", "stats", "stop"]
+__all__ = ["SkyWalkingAgent", "agent", "report_with_backoff", "report_with_backoff_async", "set_identity", "start",
+           "started", "stats", "stop"]
 
 STOP_TIMEOUT = 5.0  # seconds agent.stop() / the exit flush may take at most
 
 _INACTIVE = ("agent_log_reporter_active", "agent_meter_reporter_active", "agent_pvm_meter_reporter_active",
              "agent_profile_active")
+_INACTIVE_V8 = ("agent_profile_active",)
 
 
 class SkyWalkingAgent:
@@ -38,6 +45,7 @@ class SkyWalkingAgent:
         self._lock = threading.RLock()
         self._started_pid = 0
         self._reporter: Reporter | None = None
+        self._telemetry: telemetry.Telemetry | None = None  # logs and meters (v8)
         self._reported_inactive = False
         self._fork_hook = False
         self._master: prefork.Master | None = None  # set in the master of a pre-fork server
@@ -80,6 +88,7 @@ class SkyWalkingAgent:
             reporter.set_identity(identity, eager)
             reporter.start()
             _enable(reporter, identity)
+            self._telemetry = telemetry.start(reporter)
             ids = _issued_ids(reporter)
             if ids is not None and eager and config.agent_register_wait > 0 \
                     and not ids.wait_ready(config.agent_register_wait):
@@ -102,10 +111,11 @@ class SkyWalkingAgent:
             say(warning)
         if config.agent_protocol != "grpc":
             say("agent_protocol %r is not implemented; reporting over grpc", config.agent_protocol)
-        on = [name for name in _INACTIVE if getattr(config, name) and config.explicitly_set(name)]
+        v6 = config.agent_protocol_version == "v6"
+        on = [name for name in (_INACTIVE if v6 else _INACTIVE_V8)
+              if getattr(config, name) and config.explicitly_set(name)]
         if on:
-            why = "OAP 6.6.0 has no receiver for them" if config.agent_protocol_version == "v6" \
-                else "company-skywalking does not implement them"
+            why = "OAP 6.6.0 has no receiver for them" if v6 else "company-skywalking does not implement them yet"
             (logger.debug if ray_worker_process() else logger.info)("inactive options (%s): %s", why, ", ".join(on))
         if config.agent_asyncio_enhancement and config.explicitly_set("agent_asyncio_enhancement"):
             logger.debug("agent_asyncio_enhancement is accepted but unused: one reporter thread serves all")
@@ -122,8 +132,11 @@ class SkyWalkingAgent:
                     return
                 context.disable()
                 reporter, self._reporter = self._reporter, None
+                data, self._telemetry = self._telemetry, None
                 self._started_pid = 0
                 atexit.unregister(self._atexit)
+            if data is not None:
+                data.stop(STOP_TIMEOUT / 2)
             if reporter is not None:
                 reporter.stop(STOP_TIMEOUT)
         except Exception:
@@ -145,7 +158,11 @@ class SkyWalkingAgent:
         try:
             reporter = self.reporter
             stats = getattr(reporter, "stats", None)
-            return dict(stats()) if stats is not None else {}
+            out = dict(stats()) if stats is not None else {}
+            data = self._telemetry
+            if out and data is not None:
+                out.update(data.stats())
+            return out
         except Exception:
             logger.exception("agent failed to collect its stats")
             return {}
@@ -232,6 +249,10 @@ class SkyWalkingAgent:
             self._lock = threading.RLock()  # the parent's lock may have been held by another thread
             context.disable()
             reporter, self._reporter = self._reporter, None
+            self._telemetry = None  # the parent's threads are gone; a restart makes new feeds
+            sw_logging = sys.modules.get("skywalking.log.sw_logging")
+            if sw_logging is not None:
+                sw_logging.uninstall()
             restart = self._master is not None or (self._started_pid and config.agent_experimental_fork_support)
             self._parent_ran = bool(self._started_pid) and not restart
             self._started_pid = 0
@@ -329,6 +350,54 @@ def set_identity(service: str | None = None, instance: str | None = None) -> Non
 def stats() -> dict[str, Any]:
     """See ``SkyWalkingAgent.stats``."""
     return agent.stats()
+
+
+BACKOFF_CAP = 60.0  # seconds, report_with_backoff's longest wait
+
+
+def report_with_backoff(reporter_name: str, init_wait: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Upstream's decorator for its reporter loops, kept for code that used it: the decorated function is called
+    again after each exception (logged as ``reporter_name``'s), waiting ``init_wait`` seconds doubled per
+    consecutive failure (at most ``BACKOFF_CAP``), until it returns; its value is returned."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            wait = max(0.0, init_wait)
+            while True:
+                try:
+                    return fn(*args, **kwargs)
+                except Exception:
+                    logger.exception("%s failed; retrying in %.1f s", reporter_name, wait)
+                time.sleep(wait)
+                wait = min(BACKOFF_CAP, wait * 2 or 0.1)
+
+        return wrapper
+
+    return decorate
+
+
+def report_with_backoff_async(reporter_name: str,
+                              init_wait: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``report_with_backoff`` for coroutine functions (waits with ``asyncio.sleep``)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            import asyncio
+
+            wait = max(0.0, init_wait)
+            while True:
+                try:
+                    return await fn(*args, **kwargs)
+                except Exception:
+                    logger.exception("%s failed; retrying in %.1f s", reporter_name, wait)
+                await asyncio.sleep(wait)
+                wait = min(BACKOFF_CAP, wait * 2 or 0.1)
+
+        return wrapper
+
+    return decorate
 
 
 def __getattr__(name: str) -> Any:  # upstream exposed these two names

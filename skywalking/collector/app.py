@@ -18,8 +18,10 @@ from typing import Any
 from skywalking.collector import normalize, rules
 from skywalking.collector.inventory import DOMAIN_ENDPOINT, Inventory, instance_name, instance_properties
 from skywalking.collector.store import Pending, Store
+from skywalking.collector.telemetry import TelemetryStore, log_doc, log_line, meter_doc, meter_line
 from skywalking.collector.tree import render_trace
-from skywalking.protocol_v8.gen.language_agent import Tracing_pb2
+from skywalking.protocol_v8.gen.language_agent import Meter_pb2, Tracing_pb2
+from skywalking.protocol_v8.gen.logging import Logging_pb2
 
 log = logging.getLogger("skywalking.collector")
 
@@ -55,6 +57,7 @@ class Collector:
         self._lock = threading.RLock()
         self.inventory = Inventory(register_delay)
         self.store = Store(max_segments)
+        self.telemetry = TelemetryStore()
         self.counters: Counter[str] = Counter()
         self.registrations: Counter[str] = Counter()
         self.metadata: Counter[str] = Counter()  # "key=value" of call metadata -> calls
@@ -358,6 +361,44 @@ class Collector:
                     self._accept(normalize.normalize_v3(segment, _wall_ms()), now)
         self._emit(lines)
 
+    # ------------------------------------------------------------ v3 logs and meters (docs/protocol/v3-non-trace.md)
+
+    def receive_logs(self, raws: list[bytes]) -> None:
+        """One ``LogReportService.collect`` stream's messages."""
+        self._receive(raws, Logging_pb2.LogData, log_doc, "logs", self.telemetry.logs,
+                      lambda docs: [log_line(d) for d in docs])
+
+    def receive_meters(self, raws: list[bytes], batch: bool = False) -> None:
+        """One ``MeterReportService.collect`` stream's messages (``collectBatch``: ``MeterDataCollection``s)."""
+        if batch:
+            raws = [m.SerializeToString() for raw in raws
+                    for m in Meter_pb2.MeterDataCollection.FromString(raw).meterData]
+        self._receive(raws, Meter_pb2.MeterData, meter_doc, "meterValues", self.telemetry.meters,
+                      lambda docs: [meter_line(docs)] if docs else [])
+
+    def _receive(self, raws: list[bytes], message: Any, to_doc: Callable[[Any], dict[str, Any]], what: str,
+                 into: Any, lines_of: Callable[[list[dict[str, Any]]], list[str]]) -> None:
+        docs = []
+        with self._lock:
+            for raw in raws:
+                self.counters[f"{what}Received"] += 1
+                try:
+                    docs.append(to_doc(message.FromString(raw)))
+                except Exception as exc:
+                    self.counters[f"{what}Unparseable"] += 1
+                    log.warning("%s: a message is not parseable: %s", what, exc)
+            into.extend(docs)
+        if self._printer is not None:
+            self._emit(lines_of(docs))
+
+    def logs(self, service: str | None, trace: str | None) -> list[dict[str, Any]]:
+        with self._lock:
+            return self.telemetry.query_logs(service, trace)
+
+    def meters(self, service: str | None, name: str | None) -> list[dict[str, Any]]:
+        with self._lock:
+            return self.telemetry.query_meters(service, name)
+
     # ------------------------------------------------------------ periodic work
 
     def tick(self) -> None:
@@ -384,7 +425,8 @@ class Collector:
     def clear_segments(self) -> None:
         with self._lock:
             self.store.clear()
-            log.info("stored segments and drops cleared")
+            self.telemetry.clear()
+            log.info("stored segments, drops, logs and meter values cleared")
 
     def segments(self, service: str | None, trace: str | None) -> list[dict[str, Any]]:
         with self._lock:
@@ -438,6 +480,9 @@ class Collector:
                 "inventoryResets": c["inventoryResets"],
                 "registrations": {k: self.registrations[k] for k in
                                   ("services", "instances", "endpoints", "addresses", "serviceAddressMappings")},
+                "logsReceived": c["logsReceived"],
+                "meterValuesReceived": c["meterValuesReceived"],
+                "telemetryUnparseable": c["logsUnparseable"] + c["meterValuesUnparseable"],
                 "v3KeepAlives": c["v3KeepAlives"],
                 "v3InstanceProperties": c["v3InstanceProperties"],
                 "metadata": dict(self.metadata),

@@ -77,6 +77,16 @@ def _drain(requests: Iterator[bytes], receive: Callable[[bytes], None], what: st
     return count
 
 
+def _gather(requests: Iterator[bytes], what: str) -> list[bytes]:
+    """A stream's messages, all of them (what arrived before the client gave up is kept)."""
+    got: list[bytes] = []
+    try:
+        got.extend(requests)
+    except grpc.RpcError as exc:
+        log.info("%s stream ended early after %d messages: %s", what, len(got), exc)
+    return got
+
+
 def v6_handlers(col: Collector) -> list[grpc.GenericRpcHandler[Any, Any]]:
     def doServiceRegister(req: Any, _ctx: Any) -> Any:
         pairs = col.register_services([s.serviceName for s in req.services])
@@ -148,6 +158,22 @@ def v3_handlers(col: Collector) -> list[grpc.GenericRpcHandler[Any, Any]]:
         col.v3_keep_alive(req.service, req.serviceInstance)
         return c3.Commands()
 
+    def collect_logs(requests: Iterator[bytes], _ctx: Any) -> Any:
+        col.receive_logs(_gather(requests, "v3 log collect"))
+        return c3.Commands()
+
+    def collect_meters(requests: Iterator[bytes], _ctx: Any) -> Any:
+        col.receive_meters(_gather(requests, "v3 meter collect"))
+        return c3.Commands()
+
+    def collect_meter_batches(requests: Iterator[bytes], _ctx: Any) -> Any:
+        col.receive_meters(_gather(requests, "v3 meter collectBatch"), batch=True)
+        return c3.Commands()
+
+    logs = grpc.method_handlers_generic_handler("skywalking.v3.LogReportService", {
+        "collect": _stream(collect_logs, col)})
+    meters = grpc.method_handlers_generic_handler("skywalking.v3.MeterReportService", {
+        "collect": _stream(collect_meters, col), "collectBatch": _stream(collect_meter_batches, col)})
     trace = grpc.method_handlers_generic_handler("skywalking.v3.TraceSegmentReportService", {
         "collect": _stream(collect, col),
         "collectInSync": _unary(collectInSync, tr3.SegmentCollection, col),
@@ -156,7 +182,7 @@ def v3_handlers(col: Collector) -> list[grpc.GenericRpcHandler[Any, Any]]:
         "reportInstanceProperties": _unary(reportInstanceProperties, mgmt3.InstanceProperties, col),
         "keepAlive": _unary(keepAlive, mgmt3.InstancePingPkg, col),
     })
-    return [trace, management]
+    return [trace, management, logs, meters]
 
 
 def start_grpc(col: Collector, host: str, port: int, max_workers: int = 32,

@@ -83,6 +83,10 @@ class _Handler(BaseHTTPRequestHandler):
             trace_id = unquote(path[len("/api/traces/"):])
             trace = col.trace(trace_id)
             return (200, trace) if trace is not None else (404, {"error": f"no trace {trace_id}"})
+        if path == "/api/logs":
+            return 200, col.logs(query.get("service"), query.get("trace"))
+        if path == "/api/meters":
+            return 200, col.meters(query.get("service"), query.get("name"))
         if path == "/api/drops":
             return 200, col.drops()
         if path == "/api/pending":

@@ -15,5 +15,9 @@ __all__ = ["BaseMeter", "Counter", "CounterMode", "Gauge", "Histogram", "MeterId
            "MeterType", "init", "registry"]
 
 
+async def init_async(async_event: object = None) -> None:
+    """Upstream's asyncio variant of ``init``; does nothing here either (one meter thread serves every loop)."""
+
+
 def init(force: bool = False) -> None:
     """Upstream starts its meter reporter thread here; the agent's start does what reporting there is."""

@@ -66,4 +66,5 @@ class MeterService:
             self.refused = 0
 
 
+MeterServiceAsync = MeterService  # upstream's asyncio variant: the same registry serves both here
 registry = MeterService()

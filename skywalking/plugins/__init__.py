@@ -258,6 +258,19 @@ def uninstall() -> None:
         plugin.uninstall()
 
 
+def check(rule_unit: str, version: str) -> bool:
+    """Upstream name: whether ``version`` satisfies ``rule_unit`` (a specifier such as ``>=2.0`` or ``<3``; a bare
+    version means ``==``). A version or rule that cannot be parsed does not satisfy it."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    rule = rule_unit.strip()
+    try:
+        spec = SpecifierSet(rule if rule[:1] in "<>=!~" else f"=={rule}")
+        return Version(version) in spec
+    except (InvalidSpecifier, InvalidVersion):
+        return False
+
+
 def pkg_version_check(plugin: Plugin) -> bool:
     """Upstream name: True if the plugin's declared distributions are installed and in range."""
     return plugin.check_versions()[0]

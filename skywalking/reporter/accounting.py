@@ -53,7 +53,8 @@ class Counter:
 class Accounts:
     """The reporter's books, and the lines that report them."""
 
-    def __init__(self) -> None:
+    def __init__(self, noun: str = "segment") -> None:
+        self.noun = noun  # what is counted, for the log lines
         self.created = Counter()
         self.delivered = 0  # the sender thread's
         self.kept = 0  # left in a spool for the next agent on the node at stop
@@ -68,8 +69,8 @@ class Accounts:
             first = not self._first_logged
             self._first_logged = True
         if first:
-            logger.warning("dropped %d segment(s): %s (further drops are summed up every %.0f s)", n, why.value,
-                           DROP_SUMMARY)
+            logger.warning("dropped %d %s(s): %s (further drops are summed up every %.0f s)", n, self.noun,
+                           why.value, DROP_SUMMARY)
             with self._lock:
                 self._logged = dict(self.dropped)
 
@@ -87,8 +88,9 @@ class Accounts:
             total = sum(self.dropped.values())
         if since:
             reasons = ", ".join(f"{why.value}: {n}" for why, n in since.items())
-            logger.warning("dropped %d segment(s) since the last report (%s); in all %d created, %d delivered, "
-                           "%d dropped", sum(since.values()), reasons, self.created.value, self.delivered, total)
+            logger.warning("dropped %d %s(s) since the last report (%s); in all %d created, %d delivered, "
+                           "%d dropped", sum(since.values()), self.noun, reasons, self.created.value, self.delivered,
+                           total)
 
     def by_reason(self) -> dict[str, int]:
         """Drops so far, keyed by each reason's text."""

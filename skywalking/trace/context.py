@@ -486,3 +486,17 @@ def inside_exit_span() -> bool:
     client or the user's own instrumentation made it and injects the headers), so a client plugin adds nothing."""
     span = get_context().active_span
     return span is not None and span.kind is Kind.Exit
+
+
+class PrimaryEndpoint:
+    """Upstream's holder of a context's primary endpoint: the first entry span, else the first span."""
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def set_primary_endpoint(self, span: Span) -> None:
+        if self.span.kind is not Kind.Entry and span.kind is Kind.Entry:
+            self.span = span
+
+    def get_name(self) -> str:
+        return self.span.op or ""

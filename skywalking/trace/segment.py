@@ -66,6 +66,14 @@ class Link(NamedTuple):
     first_ref: SegmentRef | None  # the first span's first ref (the caller's entry view)
 
 
+def __getattr__(name: str) -> object:  # upstream's name for the segment of an untraced context
+    if name == "NoopSegment":
+        from skywalking.trace.noop import _NoopSegment
+
+        return _NoopSegment
+    raise AttributeError(name)
+
+
 class Segment:
     """Finished spans of one context, in finish order (children first, as the Java agent sends)."""
 

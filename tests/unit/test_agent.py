@@ -51,11 +51,11 @@ print('SEED-OK')
 def test_unsupported_transport_is_reported_not_raised() -> None:
     out = run("from skywalking import agent, config\n"
               "config.init(agent_protocol='kafka', agent_protocol_version='v8', agent_asyncio_enhancement=True,\n"
-              "            agent_meter_reporter_active=True, agent_logging_level='DEBUG')\n"
+              "            agent_profile_active=True, agent_logging_level='DEBUG')\n"
               "agent.start(); agent.start(); agent.stop(); agent.stop(); print('OK')")
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr
     assert out.stderr.count("agent_protocol 'kafka' is not implemented; reporting over grpc") == 1
-    assert "company-skywalking does not implement them" in out.stderr
+    assert "company-skywalking does not implement them yet): agent_profile_active" in out.stderr
     assert "agent_asyncio_enhancement is accepted but unused" in out.stderr
 
 

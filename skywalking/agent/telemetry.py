@@ -1,0 +1,90 @@
+"""Logs and meters under ``agent_protocol_version=v8``: the agent starts them with the segment reporter and stops
+them before it. Logs and meter values go through ``reporter.data`` feeds over the segment reporter's channel to
+``LogReportService`` and ``MeterReportService``. Under v6 (OAP 6.6.0 has neither receiver) nothing starts; the
+agent says so once when the user turned them on explicitly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skywalking import config
+from skywalking.loggings import logger
+
+LOG_PATH = "/skywalking.v3.LogReportService/collect"
+METER_PATH = "/skywalking.v3.MeterReportService/collect"
+
+
+class Telemetry:
+    def __init__(self, sender: Any, meters: Any) -> None:
+        self.sender = sender
+        self.meters = meters
+
+    def stop(self, timeout: float) -> None:
+        try:
+            from skywalking.log import sw_logging
+
+            if self.meters is not None:
+                self.meters.stop(flush=True)
+            sw_logging.uninstall()
+            self.sender.stop(timeout)
+        except Exception:
+            logger.exception("logs and meters failed to stop cleanly")
+
+    def stats(self) -> dict[str, Any]:
+        out = self.sender.stats()
+        if self.meters is not None and "meter" in out:
+            out["meter"]["thread"] = self.meters.stats()
+        return out
+
+
+def wanted() -> list[str]:
+    """The kinds of data the configuration turns on (under v8)."""
+    kinds = []
+    if config.agent_log_reporter_active:
+        kinds.append("log")
+    if config.agent_meter_reporter_active:
+        kinds.append("meter")
+    return kinds
+
+
+def start(reporter: Any) -> Telemetry | None:
+    """Start the feeds the configuration asks for, over ``reporter``'s connection; None if there are none (v6, a
+    reporter without a network connection, or everything off). Never raises."""
+    try:
+        conn = getattr(reporter, "conn", None)
+        kinds = wanted()
+        if config.agent_protocol_version != "v8" or conn is None or not kinds:
+            return None
+        from skywalking.meter.meter_service import registry
+        from skywalking.protocol_v8 import telemetry as v8
+        from skywalking.reporter.data import DataSender, Feed
+
+        feeds = []
+        if "log" in kinds:
+            from skywalking.log.entry import build
+
+            feeds.append(Feed("log", LOG_PATH, lambda c: v8.encode_log(build(c)),
+                              config.agent_log_reporter_max_buffer_size))
+        if "meter" in kinds:
+            feeds.append(Feed("meter", METER_PATH, lambda item: v8.encode_meter(*item),
+                              config.agent_meter_reporter_max_buffer_size))
+        sender = DataSender(conn, feeds)
+        sender.start()
+        meters = None
+        if "log" in kinds:
+            from skywalking.log import sw_logging
+
+            sw_logging.install(sender.feed("log"))
+        if "meter" in kinds:
+            from skywalking.meter.reporter import MeterReporter
+
+            if config.agent_pvm_meter_reporter_active:
+                from skywalking.meter import pvm
+
+                pvm.register(registry)
+            meters = MeterReporter(sender.feeds["meter"], config.agent_meter_reporter_period, registry)
+            meters.start()
+        return Telemetry(sender, meters)
+    except Exception:
+        logger.exception("logs and meters failed to start; tracing goes on")
+        return None

@@ -1,0 +1,80 @@
+"""Logs and meter values the v3 services received (``LogReportService``, ``MeterReportService``), kept in bounded
+deques, as JSON-ready dicts, and the one-line form the collector prints for each."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from skywalking.protocol_v8.gen.language_agent.Meter_pb2 import MeterData
+from skywalking.protocol_v8.gen.logging.Logging_pb2 import LogData
+
+MAX_LOGS = 10_000
+MAX_METER_VALUES = 50_000
+
+
+def log_doc(data: LogData) -> dict[str, Any]:
+    body = data.body
+    content = body.WhichOneof("content")
+    text = getattr(body, content).ListFields()[0][1] if content and getattr(body, content).ListFields() else ""
+    doc: dict[str, Any] = {"timestamp": data.timestamp, "service": data.service,
+                           "serviceInstance": data.serviceInstance, "endpoint": data.endpoint,
+                           "bodyType": body.type or content or "", "body": text,
+                           "tags": {t.key: t.value for t in data.tags.data}, "layer": data.layer}
+    if data.HasField("traceContext"):
+        tc = data.traceContext
+        doc["traceContext"] = {"traceId": tc.traceId, "traceSegmentId": tc.traceSegmentId, "spanId": tc.spanId}
+    return doc
+
+
+def meter_doc(data: MeterData) -> dict[str, Any]:
+    kind = data.WhichOneof("metric")
+    doc: dict[str, Any] = {"service": data.service, "serviceInstance": data.serviceInstance,
+                           "timestamp": data.timestamp, "type": kind}
+    if kind == "singleValue":
+        m = data.singleValue
+        doc.update(name=m.name, labels={lb.name: lb.value for lb in m.labels}, value=m.value)
+    elif kind == "histogram":
+        h = data.histogram
+        doc.update(name=h.name, labels={lb.name: lb.value for lb in h.labels},
+                   buckets=[{"bucket": "-inf" if b.isNegativeInfinity else b.bucket, "count": b.count}
+                            for b in h.values])
+    return doc
+
+
+def log_line(doc: dict[str, Any]) -> str:
+    tags = doc["tags"]
+    trace = doc.get("traceContext")
+    where = f" [trace {trace['traceId']} segment {trace['traceSegmentId']} span {trace['spanId']}]" if trace else ""
+    endpoint = f" @{doc['endpoint']}" if doc["endpoint"] else ""
+    return (f"[log] {doc['service']}/{doc['serviceInstance']}{endpoint} {tags.get('level', '')} "
+            f"{tags.get('logger', '')}: {doc['body']}{where}")
+
+
+def meter_line(docs: list[dict[str, Any]]) -> str:
+    first = docs[0]
+    values = []
+    for d in docs:
+        labels = ",".join(f"{k}={v}" for k, v in d.get("labels", {}).items())
+        name = f"{d.get('name', '?')}{{{labels}}}" if labels else d.get("name", "?")
+        value = d["value"] if "value" in d else [b["count"] for b in d.get("buckets", [])]
+        values.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
+    return f"[meters] {first['service']}/{first['serviceInstance']}: " + " ".join(values)
+
+
+class TelemetryStore:
+    def __init__(self) -> None:
+        self.logs: deque[dict[str, Any]] = deque(maxlen=MAX_LOGS)
+        self.meters: deque[dict[str, Any]] = deque(maxlen=MAX_METER_VALUES)
+
+    def query_logs(self, service: str | None, trace: str | None) -> list[dict[str, Any]]:
+        return [d for d in self.logs if (service is None or d["service"] == service)
+                and (trace is None or d.get("traceContext", {}).get("traceId") == trace)]
+
+    def query_meters(self, service: str | None, name: str | None) -> list[dict[str, Any]]:
+        return [d for d in self.meters if (service is None or d["service"] == service)
+                and (name is None or d.get("name") == name)]
+
+    def clear(self) -> None:
+        self.logs.clear()
+        self.meters.clear()

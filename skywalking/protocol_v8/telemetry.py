@@ -1,0 +1,43 @@
+"""Pure functions from the agent's non-trace data to v3 messages (OAP 8+): ``LogData``, ``MeterData`` and the
+profiler's ``ThreadSnapshot``, serialized. Wire facts: docs/protocol/v3-non-trace.md."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from skywalking.meter.meter import MeterType
+from skywalking.protocol_v8.gen.common.Common_pb2 import KeyStringValuePair
+from skywalking.protocol_v8.gen.language_agent.Meter_pb2 import (
+    Label,
+    MeterBucketValue,
+    MeterData,
+    MeterHistogram,
+    MeterSingleValue,
+)
+from skywalking.protocol_v8.gen.logging.Logging_pb2 import LogData, LogDataBody, LogTags, TextLog, TraceContext
+
+if TYPE_CHECKING:
+    from skywalking.log.entry import LogEntry
+    from skywalking.meter.meter_service import MeterValue
+
+
+def encode_log(entry: LogEntry) -> bytes:
+    data = LogData(timestamp=entry.timestamp_ms, service=entry.service, serviceInstance=entry.instance,
+                   endpoint=entry.endpoint or "", body=LogDataBody(type="text", text=TextLog(text=entry.text)),
+                   tags=LogTags(data=[KeyStringValuePair(key=k, value=v) for k, v in entry.tags]))
+    if entry.trace is not None:
+        trace_id, segment_id, span_id = entry.trace
+        data.traceContext.CopyFrom(TraceContext(traceId=trace_id, traceSegmentId=segment_id, spanId=span_id))
+    return data.SerializeToString()
+
+
+def encode_meter(value: MeterValue, service: str, instance: str) -> bytes:
+    mid = value.meter_id
+    labels = [Label(name=t.key, value=t.value) for t in mid.tags]
+    if mid.type is MeterType.HISTOGRAM:
+        buckets = [MeterBucketValue(bucket=b, count=c) for b, c in value.value]
+        data = MeterData(histogram=MeterHistogram(name=mid.name, labels=labels, values=buckets))
+    else:
+        data = MeterData(singleValue=MeterSingleValue(name=mid.name, labels=labels, value=float(value.value)))
+    data.service, data.serviceInstance, data.timestamp = service, instance, value.timestamp_ms
+    return data.SerializeToString()

@@ -1,0 +1,1 @@
+"""Small helpers kept under upstream's module names."""
