@@ -35,7 +35,7 @@ STOP_TIMEOUT = 5.0  # seconds agent.stop() / the exit flush may take at most
 
 _INACTIVE = ("agent_log_reporter_active", "agent_meter_reporter_active", "agent_pvm_meter_reporter_active",
              "agent_profile_active")
-_INACTIVE_V8 = ("agent_profile_active",)
+_INACTIVE_V8: tuple[str, ...] = ()
 
 
 class SkyWalkingAgent:
@@ -250,6 +250,7 @@ class SkyWalkingAgent:
             context.disable()
             reporter, self._reporter = self._reporter, None
             self._telemetry = None  # the parent's threads are gone; a restart makes new feeds
+            TRACER.profiler = None
             sw_logging = sys.modules.get("skywalking.log.sw_logging")
             if sw_logging is not None:
                 sw_logging.uninstall()

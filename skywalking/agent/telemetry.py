@@ -1,7 +1,8 @@
-"""Logs and meters under ``agent_protocol_version=v8``: the agent starts them with the segment reporter and stops
-them before it. Logs and meter values go through ``reporter.data`` feeds over the segment reporter's channel to
-``LogReportService`` and ``MeterReportService``. Under v6 (OAP 6.6.0 has neither receiver) nothing starts; the
-agent says so once when the user turned them on explicitly."""
+"""Logs, meters and the profiler under ``agent_protocol_version=v8``: the agent starts them with the segment
+reporter and stops them before it. Log records, meter values and thread snapshots go through ``reporter.data``
+feeds over the segment reporter's channel to ``LogReportService``, ``MeterReportService`` and
+``ProfileTask.collectSnapshot``. Under v6 (OAP 6.6.0 has none of these receivers) nothing starts; the agent says so
+once when the user turned them on explicitly."""
 
 from __future__ import annotations
 
@@ -15,14 +16,19 @@ METER_PATH = "/skywalking.v3.MeterReportService/collect"
 
 
 class Telemetry:
-    def __init__(self, sender: Any, meters: Any) -> None:
+    def __init__(self, sender: Any, meters: Any, profiler: Any) -> None:
         self.sender = sender
         self.meters = meters
+        self.profiler = profiler
 
     def stop(self, timeout: float) -> None:
         try:
             from skywalking.log import sw_logging
+            from skywalking.trace.tracer import TRACER
 
+            if self.profiler is not None:
+                TRACER.profiler = None
+                self.profiler.stop()
             if self.meters is not None:
                 self.meters.stop(flush=True)
             sw_logging.uninstall()
@@ -34,6 +40,8 @@ class Telemetry:
         out = self.sender.stats()
         if self.meters is not None and "meter" in out:
             out["meter"]["thread"] = self.meters.stats()
+        if self.profiler is not None and "snapshot" in out:
+            out["snapshot"]["profiler"] = self.profiler.stats()
         return out
 
 
@@ -44,6 +52,8 @@ def wanted() -> list[str]:
         kinds.append("log")
     if config.agent_meter_reporter_active:
         kinds.append("meter")
+    if config.agent_profile_active:
+        kinds.append("snapshot")
     return kinds
 
 
@@ -68,6 +78,11 @@ def start(reporter: Any) -> Telemetry | None:
         if "meter" in kinds:
             feeds.append(Feed("meter", METER_PATH, lambda item: v8.encode_meter(*item),
                               config.agent_meter_reporter_max_buffer_size))
+        if "snapshot" in kinds:
+            from skywalking.protocol_v8.profile import SNAPSHOT_PATH
+
+            feeds.append(Feed("snapshot", SNAPSHOT_PATH, v8.encode_snapshot,
+                              config.agent_profile_snapshot_transport_buffer_size))
         sender = DataSender(conn, feeds)
         sender.start()
         meters = None
@@ -84,7 +99,19 @@ def start(reporter: Any) -> Telemetry | None:
                 pvm.register(registry)
             meters = MeterReporter(sender.feeds["meter"], config.agent_meter_reporter_period, registry)
             meters.start()
-        return Telemetry(sender, meters)
+        profiler = None
+        if "snapshot" in kinds:
+            from skywalking.profile.profiler import Profiler
+            from skywalking.protocol_v8.profile import ProfileClient
+            from skywalking.trace.tracer import TRACER
+
+            client = ProfileClient(conn)
+            profiler = Profiler(client.fetch, client.finish, sender.feeds["snapshot"].offer,
+                                config.agent_collector_get_profile_task_interval, config.agent_profile_max_parallel,
+                                config.agent_profile_dump_max_stack_depth)
+            profiler.start()
+            TRACER.profiler = profiler
+        return Telemetry(sender, meters, profiler)
     except Exception:
         logger.exception("logs and meters failed to start; tracing goes on")
         return None

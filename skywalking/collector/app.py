@@ -18,10 +18,19 @@ from typing import Any
 from skywalking.collector import normalize, rules
 from skywalking.collector.inventory import DOMAIN_ENDPOINT, Inventory, instance_name, instance_properties
 from skywalking.collector.store import Pending, Store
-from skywalking.collector.telemetry import TelemetryStore, log_doc, log_line, meter_doc, meter_line
+from skywalking.collector.telemetry import (
+    TelemetryStore,
+    log_doc,
+    log_line,
+    meter_doc,
+    meter_line,
+    snapshot_doc,
+    snapshot_line,
+)
 from skywalking.collector.tree import render_trace
 from skywalking.protocol_v8.gen.language_agent import Meter_pb2, Tracing_pb2
 from skywalking.protocol_v8.gen.logging import Logging_pb2
+from skywalking.protocol_v8.gen.profile import Profile_pb2
 
 log = logging.getLogger("skywalking.collector")
 
@@ -391,6 +400,51 @@ class Collector:
         if self._printer is not None:
             self._emit(lines_of(docs))
 
+    # ------------------------------------------------------------ v3 profiling (docs/protocol/v3-non-trace.md §4)
+
+    def create_profile_task(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """A profile task for ``spec["service"]``'s ``spec["endpoint"]``, handed to that service's agents on their
+        next poll. ValueError for a spec without them."""
+        if not spec.get("service") or not spec.get("endpoint"):
+            raise ValueError("a profile task needs a service and an endpoint")
+        now = _wall_ms()
+        with self._lock:
+            self.counters["profileTasks"] += 1
+            task = {"taskId": uuid.uuid4().hex, "serialNumber": uuid.uuid4().hex, "service": str(spec["service"]),
+                    "endpoint": str(spec["endpoint"]), "duration": int(spec.get("duration", 1)),
+                    "minDurationThreshold": int(spec.get("minDurationThreshold", 0)),
+                    "dumpPeriod": int(spec.get("dumpPeriod", 10)),
+                    "maxSamplingCount": int(spec.get("maxSamplingCount", 5)),
+                    "startTime": int(spec.get("startTime", now)), "createTime": now, "finishedBy": []}
+            self.telemetry.tasks.append(task)
+        self._emit([f"[profile] task {task['taskId']} created: {task['service']} endpoint {task['endpoint']!r}"])
+        return task
+
+    def profile_commands(self, service: str, instance: str, last_command_ms: int) -> list[list[tuple[str, str]]]:
+        with self._lock:
+            self.counters["profilePolls"] += 1
+            return self.telemetry.task_commands(service, last_command_ms)
+
+    def profile_task_finished(self, service: str, instance: str, task_id: str) -> None:
+        with self._lock:
+            for task in self.telemetry.tasks:
+                if task["taskId"] == task_id:
+                    task["finishedBy"].append(f"{service}/{instance}")
+        self._emit([f"[profile] task {task_id} finished by {service}/{instance}"])
+
+    def receive_snapshots(self, raws: list[bytes]) -> None:
+        self._receive(raws, Profile_pb2.ThreadSnapshot, snapshot_doc, "snapshots", self.telemetry.snapshots,
+                      lambda docs: [snapshot_line(docs)] if docs else [])
+
+    def profile_tasks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(t) for t in self.telemetry.tasks]
+
+    def snapshots(self, task: str | None, segment: str | None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [d for d in self.telemetry.snapshots if (task is None or d["taskId"] == task)
+                    and (segment is None or d["traceSegmentId"] == segment)]
+
     def logs(self, service: str | None, trace: str | None) -> list[dict[str, Any]]:
         with self._lock:
             return self.telemetry.query_logs(service, trace)
@@ -482,7 +536,10 @@ class Collector:
                                   ("services", "instances", "endpoints", "addresses", "serviceAddressMappings")},
                 "logsReceived": c["logsReceived"],
                 "meterValuesReceived": c["meterValuesReceived"],
-                "telemetryUnparseable": c["logsUnparseable"] + c["meterValuesUnparseable"],
+                "snapshotsReceived": c["snapshotsReceived"],
+                "profileTasks": c["profileTasks"],
+                "profilePolls": c["profilePolls"],
+                "telemetryUnparseable": c["logsUnparseable"] + c["meterValuesUnparseable"] + c["snapshotsUnparseable"],
                 "v3KeepAlives": c["v3KeepAlives"],
                 "v3InstanceProperties": c["v3InstanceProperties"],
                 "metadata": dict(self.metadata),

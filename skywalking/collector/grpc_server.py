@@ -23,6 +23,7 @@ from skywalking.protocol_v6.gen.register import Register_pb2 as reg6
 from skywalking.protocol_v8.gen.common import Common_pb2 as c3
 from skywalking.protocol_v8.gen.language_agent import Tracing_pb2 as tr3
 from skywalking.protocol_v8.gen.management import Management_pb2 as mgmt3
+from skywalking.protocol_v8.gen.profile import Profile_pb2 as prof3
 
 log = logging.getLogger("skywalking.collector.grpc")
 
@@ -170,6 +171,25 @@ def v3_handlers(col: Collector) -> list[grpc.GenericRpcHandler[Any, Any]]:
         col.receive_meters(_gather(requests, "v3 meter collectBatch"), batch=True)
         return c3.Commands()
 
+    def getProfileTaskCommands(req: Any, _ctx: Any) -> Any:
+        commands = col.profile_commands(req.service, req.serviceInstance, req.lastCommandTime)
+        return c3.Commands(commands=[
+            c3.Command(command="ProfileTaskQuery", args=[c3.KeyStringValuePair(key=k, value=v) for k, v in args])
+            for args in commands])
+
+    def collectSnapshot(requests: Iterator[bytes], _ctx: Any) -> Any:
+        col.receive_snapshots(_gather(requests, "v3 profile collectSnapshot"))
+        return c3.Commands()
+
+    def reportTaskFinish(req: Any, _ctx: Any) -> Any:
+        col.profile_task_finished(req.service, req.serviceInstance, req.taskId)
+        return c3.Commands()
+
+    profile = grpc.method_handlers_generic_handler("skywalking.v3.ProfileTask", {
+        "getProfileTaskCommands": _unary(getProfileTaskCommands, prof3.ProfileTaskCommandQuery, col),
+        "collectSnapshot": _stream(collectSnapshot, col),
+        "reportTaskFinish": _unary(reportTaskFinish, prof3.ProfileTaskFinishReport, col),
+    })
     logs = grpc.method_handlers_generic_handler("skywalking.v3.LogReportService", {
         "collect": _stream(collect_logs, col)})
     meters = grpc.method_handlers_generic_handler("skywalking.v3.MeterReportService", {
@@ -182,7 +202,7 @@ def v3_handlers(col: Collector) -> list[grpc.GenericRpcHandler[Any, Any]]:
         "reportInstanceProperties": _unary(reportInstanceProperties, mgmt3.InstanceProperties, col),
         "keepAlive": _unary(keepAlive, mgmt3.InstancePingPkg, col),
     })
-    return [trace, management, logs, meters]
+    return [trace, management, logs, meters, profile]
 
 
 def start_grpc(col: Collector, host: str, port: int, max_workers: int = 32,

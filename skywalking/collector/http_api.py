@@ -28,6 +28,7 @@ class _Server6(_Server):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    body = b""
 
     def log_message(self, fmt: str, *args: Any) -> None:  # route access logs to logging, not stderr
         log.debug("%s " + fmt, self.address_string(), *args)
@@ -56,8 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self.body = self.rfile.read(length) if length else b""
         self._dispatch("POST")
 
     def _route(self, method: str) -> tuple[int, Any]:
@@ -72,6 +72,12 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/api/clear":
                 col.clear_segments()
                 return 200, {"ok": True, "cleared": "segments and drops"}
+            if path == "/api/profile/tasks":
+                try:
+                    spec = json.loads(self.body or b"{}")
+                    return 200, col.create_profile_task(spec if isinstance(spec, dict) else {})
+                except ValueError as exc:
+                    return 400, {"error": str(exc)}
             return 404, {"error": f"no POST {path}"}
         if path == "/health":
             return 200, {"status": "ok"}
@@ -87,6 +93,10 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, col.logs(query.get("service"), query.get("trace"))
         if path == "/api/meters":
             return 200, col.meters(query.get("service"), query.get("name"))
+        if path == "/api/profile/tasks":
+            return 200, col.profile_tasks()
+        if path == "/api/profile/snapshots":
+            return 200, col.snapshots(query.get("task"), query.get("segment"))
         if path == "/api/drops":
             return 200, col.drops()
         if path == "/api/pending":

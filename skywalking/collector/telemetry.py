@@ -8,9 +8,14 @@ from typing import Any
 
 from skywalking.protocol_v8.gen.language_agent.Meter_pb2 import MeterData
 from skywalking.protocol_v8.gen.logging.Logging_pb2 import LogData
+from skywalking.protocol_v8.gen.profile.Profile_pb2 import ThreadSnapshot
 
 MAX_LOGS = 10_000
 MAX_METER_VALUES = 50_000
+MAX_SNAPSHOTS = 20_000
+TASK_ARGS = (("SerialNumber", "serialNumber"), ("EndpointName", "endpoint"), ("TaskId", "taskId"),
+             ("Duration", "duration"), ("MinDurationThreshold", "minDurationThreshold"), ("DumpPeriod", "dumpPeriod"),
+             ("MaxSamplingCount", "maxSamplingCount"), ("StartTime", "startTime"), ("CreateTime", "createTime"))
 
 
 def log_doc(data: LogData) -> dict[str, Any]:
@@ -42,6 +47,16 @@ def meter_doc(data: MeterData) -> dict[str, Any]:
     return doc
 
 
+def snapshot_doc(data: ThreadSnapshot) -> dict[str, Any]:
+    return {"taskId": data.taskId, "traceSegmentId": data.traceSegmentId, "time": data.time,
+            "sequence": data.sequence, "stack": list(data.stack.codeSignatures)}
+
+
+def snapshot_line(docs: list[dict[str, Any]]) -> str:
+    segments = sorted({d["traceSegmentId"] for d in docs})
+    return f"[profile] {len(docs)} thread snapshot(s) of task {docs[0]['taskId']}, segment(s) {', '.join(segments)}"
+
+
 def log_line(doc: dict[str, Any]) -> str:
     tags = doc["tags"]
     trace = doc.get("traceContext")
@@ -66,6 +81,8 @@ class TelemetryStore:
     def __init__(self) -> None:
         self.logs: deque[dict[str, Any]] = deque(maxlen=MAX_LOGS)
         self.meters: deque[dict[str, Any]] = deque(maxlen=MAX_METER_VALUES)
+        self.snapshots: deque[dict[str, Any]] = deque(maxlen=MAX_SNAPSHOTS)
+        self.tasks: list[dict[str, Any]] = []  # profile tasks, with the instances that finished them
 
     def query_logs(self, service: str | None, trace: str | None) -> list[dict[str, Any]]:
         return [d for d in self.logs if (service is None or d["service"] == service)
@@ -75,6 +92,14 @@ class TelemetryStore:
         return [d for d in self.meters if (service is None or d["service"] == service)
                 and (name is None or d.get("name") == name)]
 
+    def task_commands(self, service: str, last_command_ms: int) -> list[list[tuple[str, str]]]:
+        """The ``ProfileTaskQuery`` arguments of the service's tasks created after ``last_command_ms`` and not
+        over yet."""
+        return [[(key, str(task[field])) for key, field in TASK_ARGS] for task in self.tasks
+                if task["service"] == service and task["createTime"] > last_command_ms
+                and task["startTime"] + task["duration"] * 60_000 > task["createTime"] - 1]
+
     def clear(self) -> None:
         self.logs.clear()
         self.meters.clear()
+        self.snapshots.clear()

@@ -15,10 +15,12 @@ from skywalking.protocol_v8.gen.language_agent.Meter_pb2 import (
     MeterSingleValue,
 )
 from skywalking.protocol_v8.gen.logging.Logging_pb2 import LogData, LogDataBody, LogTags, TextLog, TraceContext
+from skywalking.protocol_v8.gen.profile.Profile_pb2 import ThreadSnapshot, ThreadStack
 
 if TYPE_CHECKING:
     from skywalking.log.entry import LogEntry
     from skywalking.meter.meter_service import MeterValue
+    from skywalking.profile.profiler import Snapshot
 
 
 def encode_log(entry: LogEntry) -> bytes:
@@ -41,3 +43,9 @@ def encode_meter(value: MeterValue, service: str, instance: str) -> bytes:
         data = MeterData(singleValue=MeterSingleValue(name=mid.name, labels=labels, value=float(value.value)))
     data.service, data.serviceInstance, data.timestamp = service, instance, value.timestamp_ms
     return data.SerializeToString()
+
+
+def encode_snapshot(snapshot: Snapshot) -> bytes:
+    return ThreadSnapshot(taskId=snapshot.task_id, traceSegmentId=snapshot.segment_id, time=snapshot.time_ms,
+                          sequence=snapshot.sequence,
+                          stack=ThreadStack(codeSignatures=snapshot.stack)).SerializeToString()

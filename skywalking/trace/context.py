@@ -244,6 +244,9 @@ class SpanContext:
             self.first_span = span
             if self._parent is not None and not inbound:
                 self._link(span, self._parent)
+            profiler = TRACER.profiler
+            if profiler is not None and cls is EntrySpan:
+                profiler(span)
         return span
 
     # -- lifecycle (called by spans) ----------------------------------------------------------------

@@ -24,8 +24,8 @@ def no_ids(identity: Identity) -> int:
 
 class Tracer:
     __slots__ = ("calls_over_cap", "identity", "instance", "instance_id", "max_calls", "note_endpoint", "pending",
-                 "propagation", "reporter", "resolve", "sample_count", "sample_limit", "sample_window", "service",
-                 "spans_after_segment", "spans_over_limit", "sw6_skipped")
+                 "profiler", "propagation", "reporter", "resolve", "sample_count", "sample_limit", "sample_window",
+                 "service", "spans_after_segment", "spans_over_limit", "sw6_skipped")
 
     def __init__(self) -> None:
         self.reporter: Callable[[Segment], Any] | None = None  # None = not tracing
@@ -46,6 +46,7 @@ class Tracer:
         self.spans_after_segment = 0  # spans not recorded: finished after their segment had been reported
         self.max_calls = 0  # agent_trace_max_calls_per_span (0: no cap)
         self.calls_over_cap = 0  # exit spans not recorded: their parent already had max_calls
+        self.profiler: Callable[[Any], None] | None = None  # called with each segment's first span, an entry span
         self.sample_limit = 0
         self.sample_window = 0.0
         self.sample_count = 0

@@ -95,7 +95,7 @@ def test_under_v6_nothing_is_installed_and_the_user_is_told_once(collector: Coll
     before = collector.api("/api/stats")
     result, stderr = run(collector, "logs", "v6", SW_AGENT_NAME="telemetry-v6", SW_AGENT_LOG_REPORTER_ACTIVE="true")
     assert not result["patched"] and result["stats"] == {}
-    assert "SkyWalkingMeter" not in result["threads"] and "SkyWalkingDataSender" not in result["threads"]
+    assert not {"SkyWalkingMeter", "SkyWalkingDataSender", "SkyWalkingProfiler"} & set(result["threads"])
     told = [line for line in stderr.splitlines() if "inactive options" in line]
     assert len(told) == 1 and "agent_log_reporter_active" in told[0] and "OAP 6.6.0" in told[0]
     after = collector.api("/api/stats")
@@ -115,3 +115,25 @@ def test_logs_that_cannot_be_sent_are_counted_not_lost_silently(collector: Colle
     assert books["created"] == 3 and books["delivered"] == 0
     assert books["dropped_total"] == 3 and books["dropped"]["queue full"] >= 1
     assert "dropped 1 log(s): queue full" in stderr
+
+
+def test_a_profile_task_from_the_collector_samples_the_thread_serving_its_endpoint(collector: Collector) -> None:
+    from tests.protocol.procs import get_json
+
+    spec = {"service": "telemetry-profile", "endpoint": "/slow", "duration": 1, "dumpPeriod": 20,
+            "maxSamplingCount": 5, "minDurationThreshold": 100}
+    task = get_json(f"http://{collector.http}/api/profile/tasks", json.dumps(spec).encode())
+    result, _ = run(collector, "profile", SW_AGENT_NAME="telemetry-profile",
+                    SW_AGENT_COLLECTOR_GET_PROFILE_TASK_INTERVAL="1", SW_AGENT_METER_REPORTER_ACTIVE="false")
+    snapshots = wait_for(lambda: collector.api(f"/api/profile/snapshots?task={task['taskId']}") or None,
+                         what="thread snapshots")
+    assert len(snapshots) == 5  # maxSamplingCount: a 0.8 s request sampled every 20 ms after its first 100 ms
+    assert {s["traceSegmentId"] for s in snapshots} == {result["segments"]["/slow"]}
+    assert [s["sequence"] for s in snapshots] == [0, 1, 2, 3, 4]
+    for s in snapshots:
+        assert "busy_in_slow_endpoint" in s["stack"][0] or "busy_in_slow_endpoint" in s["stack"][1], s["stack"][:3]
+        assert not any("busy_elsewhere" in frame for frame in s["stack"])
+    assert result["profiler"]["requests"] == 1 and result["profiler"]["tasks"] == 1
+    finished = wait_for(lambda: [t for t in collector.api("/api/profile/tasks")
+                                 if t["taskId"] == task["taskId"] and t["finishedBy"]] or None, what="task finish")
+    assert finished[0]["finishedBy"] == ["telemetry-profile/profile-1"]  # reported at the agent's stop

@@ -55,9 +55,42 @@ def meters() -> dict[str, object]:
     return {}
 
 
+def busy_in_slow_endpoint(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(range(1000))
+
+
+def busy_elsewhere(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(range(1000))
+
+
+def profile() -> dict[str, object]:
+    deadline = time.monotonic() + 15  # the profiler polls every SW_AGENT_COLLECTOR_GET_PROFILE_TASK_INTERVAL
+    while not agent.stats().get("snapshot", {}).get("profiler", {}).get("active_task"):
+        if time.monotonic() > deadline:
+            raise SystemExit("no profile task arrived")
+        time.sleep(0.05)
+    ids: dict[str, object] = {}
+
+    def serve(endpoint: str, work: object, seconds: float) -> None:
+        span = get_context().new_entry_span(endpoint)
+        with span:
+            work(seconds)  # type: ignore[operator]
+            ids[endpoint] = span.context.current_segment.segment_id.value
+
+    slow = threading.Thread(target=serve, args=("/slow", busy_in_slow_endpoint, 0.8), name="slow-worker")
+    slow.start()
+    serve("/fast", busy_elsewhere, 0.5)
+    slow.join()
+    return {"segments": ids, "profiler": agent.stats()["snapshot"]["profiler"]}
+
+
 def main() -> None:
     agent.start()
-    scenario = {"logs": logs, "meters": meters, "idle": dict}[sys.argv[1]]
+    scenario = {"logs": logs, "meters": meters, "profile": profile, "idle": dict}[sys.argv[1]]
     result = scenario()
     threads = sorted(t.name for t in threading.enumerate())
     patched = logging.Logger.callHandlers is not original_call_handlers
