@@ -1,5 +1,6 @@
-"""The log reporter for the standard library's ``logging``: every record a logger handles at or above
-``agent_log_reporter_level`` is also handed to the log feed (the agent's own ``skywalking*`` loggers excepted).
+"""The log reporter for the standard library's ``logging`` (and loguru, through ``sw_loguru``): every record a
+logger handles at or above ``agent_log_reporter_level`` is also handed to the log feed (the agent's own
+``skywalking*`` loggers excepted).
 
 ``install()`` patches ``logging.Logger.callHandlers``, which a logger calls only for records that passed its level,
 ``disabled`` flag and filters, once per record. With ``agent_log_reporter_ignore_filter`` it patches
@@ -34,6 +35,25 @@ def _offer(logger: logging.Logger, record: logging.LogRecord) -> None:
     try:
         feed.offer(capture(record))
     except Exception:  # a record whose message cannot be rendered: logging itself reports that to stderr
+        pass
+
+
+def offer_loguru(record: dict[str, Any]) -> None:
+    """A loguru record (``sw_loguru`` calls this for each one, in the thread that logs): reported as a ``logging``
+    record of the same level, logger name (the module), message, place, thread and exception."""
+    feed = _feed
+    level = record["level"]
+    if feed is None or level.no < _level or _own(record["name"] or ""):
+        return
+    try:
+        exc = record["exception"]
+        rec = logging.LogRecord(record["name"] or "loguru", level.no, record["file"].path, record["line"],
+                                record["message"], None, tuple(exc) if exc else None, record["function"])
+        rec.created = record["time"].timestamp()
+        rec.levelname = level.name
+        rec.threadName = record["thread"].name
+        feed.offer(capture(rec))
+    except Exception:  # never into the application
         pass
 
 

@@ -4,13 +4,16 @@
 A patcher put in front of the logger core's own sets it (one given later to ``logger.configure(patcher=...)`` is
 put behind ours too). It runs at call time in the thread that logs, so ``enqueue=True`` sinks get the right id,
 and ``Logger._log`` stays unwrapped (loguru finds the caller's file and line by frame depth). A value bound by
-the user (``bind``, ``contextualize``) is kept; a default set with ``configure(extra=...)`` only outside traces."""
+the user (``bind``, ``contextualize``) is kept; a default set with ``configure(extra=...)`` only outside traces.
+
+While the log reporter runs (v8), the same patcher hands each record to it (``sw_logging.offer_loguru``)."""
 
 from __future__ import annotations
 
 import weakref
 from typing import Any
 
+from skywalking.log import sw_logging
 from skywalking.loggings import logger
 from skywalking.plugins import Plugin
 from skywalking.plugins.sw_logging import NO_TRACE, current_trace_id
@@ -40,6 +43,8 @@ class TidPatcher:
                     extra["tid"] = tid
         except Exception:  # never into the application
             logger.debug("sw_loguru: no tid for a record", exc_info=True)
+        if sw_logging.installed():
+            sw_logging.offer_loguru(record)
         if self.inner is not None:
             self.inner(record)
 
@@ -48,7 +53,8 @@ class LoguruPlugin(Plugin):
     name = "sw_loguru"
     instruments = ("loguru>=0.6",)
     modules = ("loguru",)
-    note = "adds `extra[\"tid\"]` (the trace id) to every loguru record, for `{extra[tid]}` in formats"
+    note = ("adds `extra[\"tid\"]` (the trace id) to every loguru record, for `{extra[tid]}` in formats; under v8 "
+            "reports loguru records with the log reporter")
 
     def __init__(self) -> None:
         super().__init__()

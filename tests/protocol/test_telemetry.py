@@ -137,3 +137,18 @@ def test_a_profile_task_from_the_collector_samples_the_thread_serving_its_endpoi
     finished = wait_for(lambda: [t for t in collector.api("/api/profile/tasks")
                                  if t["taskId"] == task["taskId"] and t["finishedBy"]] or None, what="task finish")
     assert finished[0]["finishedBy"] == ["telemetry-profile/profile-1"]  # reported at the agent's stop
+
+
+def test_loguru_records_are_reported_like_logging_ones(collector: Collector) -> None:
+    pytest.importorskip("loguru")
+    result, _ = run(collector, "loguru", SW_AGENT_NAME="telemetry-loguru", SW_AGENT_METER_REPORTER_ACTIVE="false",
+                    SW_AGENT_LOG_REPORTER_LEVEL="INFO")
+    logs = wait_for(lambda: collector.api("/api/logs?service=telemetry-loguru") or None, what="logs")
+    assert result["stats"]["log"]["delivered"] == 2 == len(logs)
+    paid = next(d for d in logs if "paid 12.5 for order 7" in d["body"])
+    assert paid["tags"] == {"level": "SUCCESS", "logger": "__main__", "thread": "MainThread"}
+    assert paid["traceContext"] == {"traceId": result["traceId"], "traceSegmentId": result["segmentId"],
+                                    "spanId": result["spanId"]}
+    assert paid["endpoint"] == "/loguru"
+    failed = next(d for d in logs if "lookup failed" in d["body"])
+    assert failed["tags"]["level"] == "ERROR" and "KeyError: 'missing'" in failed["body"]

@@ -55,6 +55,24 @@ def meters() -> dict[str, object]:
     return {}
 
 
+def loguru_logs() -> dict[str, object]:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="INFO")
+    span = get_context().new_entry_span("/loguru")
+    with span:
+        logger.debug("below every level")
+        logger.success("paid {} for order {}", 12.5, 7)
+        try:
+            {}["missing"]
+        except KeyError:
+            logger.exception("lookup failed")
+        seg = span.context.current_segment
+        ids = {"traceId": seg.related_traces[0].value, "segmentId": seg.segment_id.value, "spanId": span.sid}
+    return ids
+
+
 def busy_in_slow_endpoint(seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -90,7 +108,8 @@ def profile() -> dict[str, object]:
 
 def main() -> None:
     agent.start()
-    scenario = {"logs": logs, "meters": meters, "profile": profile, "idle": dict}[sys.argv[1]]
+    scenario = {"logs": logs, "meters": meters, "profile": profile, "loguru": loguru_logs,
+                "idle": dict}[sys.argv[1]]
     result = scenario()
     threads = sorted(t.name for t in threading.enumerate())
     patched = logging.Logger.callHandlers is not original_call_handlers
