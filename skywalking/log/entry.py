@@ -7,7 +7,6 @@ the tags, safe mode.
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any, NamedTuple
 
@@ -68,10 +67,7 @@ def build(c: Captured) -> LogEntry:
     record = c.record
     tags = [("level", record.levelname), ("logger", record.name), ("thread", record.threadName or "")]
     if config.agent_log_reporter_formatted:
-        rendered = copy.copy(record)  # the application's record is not touched
-        rendered.msg, rendered.args = c.message, None
-        rendered.tid = c.trace[0] if c.trace else NO_TRACE
-        text = _layout_formatter().format(rendered)
+        text = _layout_formatter().render(record, c.message, {"tid": c.trace[0] if c.trace else NO_TRACE})
     else:
         text = str(record.msg)
         args = record.args if isinstance(record.args, tuple) else (record.args,) if record.args else ()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from skywalking.meter.meter import MeterType
-from skywalking.protocol_v8.gen.common.Common_pb2 import KeyStringValuePair
 from skywalking.protocol_v8.gen.language_agent.Meter_pb2 import (
     Label,
     MeterBucketValue,
@@ -14,7 +13,7 @@ from skywalking.protocol_v8.gen.language_agent.Meter_pb2 import (
     MeterHistogram,
     MeterSingleValue,
 )
-from skywalking.protocol_v8.gen.logging.Logging_pb2 import LogData, LogDataBody, LogTags, TextLog, TraceContext
+from skywalking.protocol_v8.gen.logging.Logging_pb2 import LogData
 from skywalking.protocol_v8.gen.profile.Profile_pb2 import ThreadSnapshot, ThreadStack
 
 if TYPE_CHECKING:
@@ -25,11 +24,16 @@ if TYPE_CHECKING:
 
 def encode_log(entry: LogEntry) -> bytes:
     data = LogData(timestamp=entry.timestamp_ms, service=entry.service, serviceInstance=entry.instance,
-                   endpoint=entry.endpoint or "", body=LogDataBody(type="text", text=TextLog(text=entry.text)),
-                   tags=LogTags(data=[KeyStringValuePair(key=k, value=v) for k, v in entry.tags]))
+                   endpoint=entry.endpoint or "")
+    body = data.body  # sub-messages filled in place: one passed to a constructor would be copied
+    body.type = "text"
+    body.text.text = entry.text
+    add = data.tags.data.add
+    for key, value in entry.tags:
+        add(key=key, value=value)
     if entry.trace is not None:
-        trace_id, segment_id, span_id = entry.trace
-        data.traceContext.CopyFrom(TraceContext(traceId=trace_id, traceSegmentId=segment_id, spanId=span_id))
+        tc = data.traceContext
+        tc.traceId, tc.traceSegmentId, tc.spanId = entry.trace
     return data.SerializeToString()
 
 
