@@ -11,6 +11,8 @@ from typing import Any
 from skywalking import config
 from skywalking.loggings import logger
 
+OPTION = {"log": "agent_log_reporter_active", "meter": "agent_meter_reporter_active",
+          "snapshot": "agent_profile_active"}
 LOG_PATH = "/skywalking.v3.LogReportService/collect"
 METER_PATH = "/skywalking.v3.MeterReportService/collect"
 
@@ -61,13 +63,25 @@ def start(reporter: Any) -> Telemetry | None:
     """Start the feeds the configuration asks for, over ``reporter``'s connection; None if there are none (v6, a
     reporter without a network connection, or everything off). Never raises."""
     try:
+        if config.agent_protocol_version != "v8":
+            return None
+        from skywalking.reporter.data import DataSender, Feed, GrpcTransport
+
         conn = getattr(reporter, "conn", None)
-        kinds = wanted()
-        if config.agent_protocol_version != "v8" or conn is None or not kinds:
+        transport = getattr(reporter, "transport", None) or (GrpcTransport(conn) if conn is not None else None)
+        if transport is None:
+            return None
+        supported = getattr(transport, "kinds", ("log", "meter", "snapshot"))
+        kinds = [kind for kind in wanted() if kind in supported]
+        unsupported = [OPTION[kind] for kind in wanted()
+                       if kind not in supported and config.explicitly_set(OPTION[kind])]
+        if unsupported:
+            logger.info("not reported over agent_protocol=%s (OAP has no such receiver there): %s", transport.name,
+                        ", ".join(unsupported))
+        if not kinds:
             return None
         from skywalking.meter.meter_service import registry
         from skywalking.protocol_v8 import telemetry as v8
-        from skywalking.reporter.data import DataSender, Feed
 
         feeds = []
         if "log" in kinds:
@@ -83,7 +97,7 @@ def start(reporter: Any) -> Telemetry | None:
 
             feeds.append(Feed("snapshot", SNAPSHOT_PATH, v8.encode_snapshot,
                               config.agent_profile_snapshot_transport_buffer_size))
-        sender = DataSender(conn, feeds)
+        sender = DataSender(transport, feeds)
         sender.start()
         meters = None
         if "log" in kinds:
@@ -100,7 +114,7 @@ def start(reporter: Any) -> Telemetry | None:
             meters = MeterReporter(sender.feeds["meter"], config.agent_meter_reporter_period, registry)
             meters.start()
         profiler = None
-        if "snapshot" in kinds:
+        if "snapshot" in kinds and conn is not None:  # gRPC only
             from skywalking.profile.profiler import Profiler
             from skywalking.protocol_v8.profile import ProfileClient
             from skywalking.trace.tracer import TRACER

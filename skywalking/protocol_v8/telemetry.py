@@ -1,5 +1,5 @@
 """Pure functions from the agent's non-trace data to v3 messages (OAP 8+): ``LogData``, ``MeterData`` and the
-profiler's ``ThreadSnapshot``, serialized. Wire facts: docs/protocol/v3-non-trace.md."""
+profiler's ``ThreadSnapshot`` (the transport serializes them). Wire facts: docs/protocol/v3-non-trace.md."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from skywalking.profile.profiler import Snapshot
 
 
-def encode_log(entry: LogEntry) -> bytes:
+def encode_log(entry: LogEntry) -> LogData:
     data = LogData(timestamp=entry.timestamp_ms, service=entry.service, serviceInstance=entry.instance,
                    endpoint=entry.endpoint or "")
     body = data.body  # sub-messages filled in place: one passed to a constructor would be copied
@@ -34,10 +34,10 @@ def encode_log(entry: LogEntry) -> bytes:
     if entry.trace is not None:
         tc = data.traceContext
         tc.traceId, tc.traceSegmentId, tc.spanId = entry.trace
-    return data.SerializeToString()
+    return data
 
 
-def encode_meter(value: MeterValue, service: str, instance: str) -> bytes:
+def encode_meter(value: MeterValue, service: str, instance: str) -> MeterData:
     mid = value.meter_id
     labels = [Label(name=t.key, value=t.value) for t in mid.tags]
     if mid.type is MeterType.HISTOGRAM:
@@ -46,10 +46,9 @@ def encode_meter(value: MeterValue, service: str, instance: str) -> bytes:
     else:
         data = MeterData(singleValue=MeterSingleValue(name=mid.name, labels=labels, value=float(value.value)))
     data.service, data.serviceInstance, data.timestamp = service, instance, value.timestamp_ms
-    return data.SerializeToString()
+    return data
 
 
-def encode_snapshot(snapshot: Snapshot) -> bytes:
+def encode_snapshot(snapshot: Snapshot) -> ThreadSnapshot:
     return ThreadSnapshot(taskId=snapshot.task_id, traceSegmentId=snapshot.segment_id, time=snapshot.time_ms,
-                          sequence=snapshot.sequence,
-                          stack=ThreadStack(codeSignatures=snapshot.stack)).SerializeToString()
+                          sequence=snapshot.sequence, stack=ThreadStack(codeSignatures=snapshot.stack))

@@ -1,12 +1,13 @@
-"""Non-trace data under v8 (logs, meters, profile snapshots): one bounded queue per kind (a ``Feed``) and one
-sender thread for all of them.
+"""Data sent in batches under v8 (logs, meters, profile snapshots; and segments over HTTP or Kafka): one bounded
+queue per kind (a ``Feed``) and one sender thread (``DataSender``) that moves them through a ``Transport``.
 
 * ``Feed.offer()`` runs on the thread that made the item (a log record's, the meter thread, the profiler):
   it appends to a deque, with no lock and no I/O. When the queue is full the item is dropped and counted.
 * The sender thread takes up to ``BATCH`` items of a feed, encodes them (the feed's pure function, off the
-  application's thread) and sends them on one client-streaming call over the segment reporter's channel, with a
-  deadline. A failed batch goes back to the front of its queue (still bounded; what does not fit is counted) and
-  the sender backs off.
+  application's thread, to a protobuf message) and hands the batch to the transport: one client-streaming call
+  over the segment reporter's channel (gRPC), one POST (HTTP), one produce per message (Kafka). A batch the
+  backend could not take now (``Retry``) goes back to the front of its queue (still bounded; what does not fit
+  is counted) and the sender backs off; one it refuses (``Refused``) is dropped and counted.
 * Every item is delivered or counted: ``stats()`` has ``created``, ``delivered`` and ``dropped`` by reason per
   kind, and drops are logged as segment drops are (the first at once, then a summary every 30 s).
 """
@@ -17,13 +18,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-import grpc
+from typing import TYPE_CHECKING, Any, Protocol
 
 from skywalking.loggings import logger
 from skywalking.reporter.accounting import DROP_SUMMARY, Accounts, Drop
-from skywalking.reporter.session import metadata
 from skywalking.trace.context import suppress_tracing
 
 if TYPE_CHECKING:
@@ -35,14 +33,65 @@ IDLE_WAIT = 1.0  # seconds the sender sleeps with nothing queued (woken early by
 BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
 
 
+class Retry(Exception):
+    """The backend did not take the batch now (unreachable, overloaded): send it again later."""
+
+
+class Refused(Exception):
+    """The backend will not take this batch (no such receiver, malformed): sending it again cannot help."""
+
+
+class Transport(Protocol):
+    name: str
+
+    def send(self, feed: Feed, messages: list[Any]) -> None:
+        """Deliver ``messages`` (``feed.encode``'s protobuf messages) or raise ``Retry`` / ``Refused``."""
+        ...
+
+
 def _passthrough(data: bytes) -> bytes:
     return data
 
 
-class Feed:
-    """One kind of data: its queue, its encoder (item -> serialized message) and its call's path."""
+class GrpcTransport:
+    """Each batch on one client-streaming call to ``feed.path`` over ``conn``'s channel (the segments' one)."""
 
-    def __init__(self, kind: str, path: str, encode: Callable[[Any], bytes], max_queue: int) -> None:
+    name = "grpc"
+
+    def __init__(self, conn: Connection) -> None:
+        from skywalking.reporter.session import metadata
+
+        self.conn = conn
+        self.metadata = metadata
+        self._calls: dict[str, Any] = {}
+        self._generation = -1
+
+    def send(self, feed: Feed, messages: list[Any]) -> None:
+        import grpc
+
+        channel, generation = self.conn.channel()
+        if generation != self._generation:
+            self._calls.clear()
+            self._generation = generation
+        call = self._calls.get(feed.kind)
+        if call is None:  # the answer (``Commands``) is not read: kept as bytes
+            call = self._calls[feed.kind] = channel.stream_unary(
+                feed.path, request_serializer=_passthrough, response_deserializer=_passthrough)
+        try:
+            call(iter([m.SerializeToString() for m in messages]), timeout=STREAM_TIMEOUT, metadata=self.metadata())
+        except grpc.RpcError as e:
+            code = e.code() if hasattr(e, "code") else None
+            why = f"{getattr(code, 'name', code)}: {e.details() if hasattr(e, 'details') else e}"
+            if code == grpc.StatusCode.UNIMPLEMENTED:  # the backend has no such receiver
+                raise Refused(why) from None
+            self.conn.failed(generation)
+            raise Retry(why) from None
+
+
+class Feed:
+    """One kind of data: its queue, its encoder (item -> protobuf message) and its gRPC call's path."""
+
+    def __init__(self, kind: str, path: str, encode: Callable[[Any], Any], max_queue: int) -> None:
         self.kind = kind
         self.path = path
         self.encode = encode
@@ -84,16 +133,14 @@ class Feed:
 
 
 class DataSender:
-    """Sends every feed's items to the backend ``conn`` connects to (see the module docstring)."""
+    """Sends every feed's items through ``transport`` (see the module docstring)."""
 
-    def __init__(self, conn: Connection, feeds: list[Feed]) -> None:
-        self.conn = conn
+    def __init__(self, transport: Transport, feeds: list[Feed]) -> None:
+        self.transport = transport
         self.feeds = {feed.kind: feed for feed in feeds}
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._calls: dict[str, Any] = {}
-        self._generation = -1
         self._backoff = 0.0
         self.last_error = ""
         for feed in feeds:
@@ -102,8 +149,8 @@ class DataSender:
     def feed(self, kind: str) -> Feed | None:
         return self.feeds.get(kind)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="SkyWalkingDataSender", daemon=True)
+    def start(self, name: str = "SkyWalkingDataSender") -> None:
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -152,17 +199,6 @@ class DataSender:
                     self._wake.wait(IDLE_WAIT)
                     self._wake.clear()
 
-    def _call(self, feed: Feed) -> tuple[Any, int]:
-        channel, generation = self.conn.channel()
-        if generation != self._generation:
-            self._calls.clear()
-            self._generation = generation
-        call = self._calls.get(feed.kind)
-        if call is None:  # the answer (``Commands``) is not read: kept as bytes
-            call = self._calls[feed.kind] = channel.stream_unary(
-                feed.path, request_serializer=_passthrough, response_deserializer=_passthrough)
-        return call, generation
-
     def _send(self, feed: Feed) -> bool:
         """One batch of ``feed``; False if the backend did not take it (the batch is back in the queue)."""
         batch, messages = [], []
@@ -175,18 +211,16 @@ class DataSender:
                 feed.accounts.drop(1, Drop.ENCODE_FAILED)
         if not messages:
             return True
-        call, generation = self._call(feed)
         try:
-            call(iter(messages), timeout=STREAM_TIMEOUT, metadata=metadata())
-        except grpc.RpcError as e:
-            code = e.code() if hasattr(e, "code") else None
-            self.last_error = f"{getattr(code, 'name', code)}: {e.details() if hasattr(e, 'details') else e}"
-            if code == grpc.StatusCode.UNIMPLEMENTED:  # the backend has no such receiver: retrying cannot help
-                feed.accounts.drop(len(messages), Drop.NOT_ACCEPTED)
-                return True
-            self.conn.failed(generation)
+            self.transport.send(feed, messages)
+        except Retry as e:
+            self.last_error = str(e)
             feed.put_back(batch)
             return False
+        except Refused as e:
+            self.last_error = str(e)
+            feed.accounts.drop(len(messages), Drop.NOT_ACCEPTED)
+            return True
         except Exception:
             logger.exception("sending %s(s) failed", feed.kind)
             feed.accounts.drop(len(messages), Drop.NOT_ACCEPTED)
