@@ -42,6 +42,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
         "lint": ["ruff>=0.6"],
+        "kafka": ["kafka-python>=2.0.2"],  # agent_protocol=kafka (skywalking/reporter/kafka.py)
     },
     cmdclass={"build_py": BuildWithPth},
     entry_points={"console_scripts": ["sw-python = skywalking.bootstrap.cli.sw_python:start"]},

@@ -33,6 +33,8 @@ from skywalking import plugins  # noqa: E402
 TOX_INI = ROOT / "tox.ini"
 # plugins whose matrix envs keep names of their own (used in docs and CI); the newest Ray runs in `make test`
 OWN_ENVS: dict[str, tuple[str, ...]] = {"sw_ray": ("ray29", "ray240")}
+# envs of the agent itself that need a library `make test` lacks (agent_protocol=kafka needs kafka-python)
+AGENT_ENVS: tuple[str, ...] = ("transport-kafka",)
 _FACTOR = re.compile(r"^([\w!,-]+):\s*(.+)$")
 
 
@@ -193,9 +195,10 @@ def problems(tox_ini: Path = TOX_INI, decl: dict[str, list[Requirement]] | None 
 
 
 def matrix_envs(tox_ini: Path = TOX_INI) -> list[str]:
-    """What `make test-plugins` runs: the plugin-* envs in envlist order, then the plugins' own envs."""
+    """What `make test-plugins` runs: the plugin-* envs in envlist order, then the plugins' own envs and the
+    agent's."""
     envlist, _ = read_tox(tox_ini)
-    own = [e for names in OWN_ENVS.values() for e in names]
+    own = [e for names in OWN_ENVS.values() for e in names] + list(AGENT_ENVS)
     return [e for e in envlist if e.startswith("plugin-")] + [e for e in own if e in envlist]
 
 

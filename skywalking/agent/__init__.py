@@ -109,8 +109,9 @@ class SkyWalkingAgent:
         say = logger.debug if ray_worker_process() else logger.warning
         for warning in config.unknown_env():
             say(warning)
-        if config.agent_protocol != "grpc":
-            say("agent_protocol %r is not implemented; reporting over grpc", config.agent_protocol)
+        if config.agent_protocol != "grpc" and config.agent_protocol_version == "v6":
+            say("agent_protocol %r: OAP 6.6.0 receives only gRPC (no REST or Kafka receiver for trace protocol "
+                "v2); reporting over grpc", config.agent_protocol)
         v6 = config.agent_protocol_version == "v6"
         on = [name for name in (_INACTIVE if v6 else _INACTIVE_V8)
               if getattr(config, name) and config.explicitly_set(name)]
@@ -323,7 +324,15 @@ def _on_reset(reporter: Reporter) -> None:
 
 
 def _network_reporter() -> Reporter:
-    """The gRPC reporter for the configured protocol version."""
+    """The reporter for the configured transport and protocol version: HTTP and Kafka under v8, else gRPC."""
+    if config.agent_protocol in ("http", "kafka") and config.agent_protocol_version == "v8":
+        from skywalking.reporter.batch import create as create_batch
+
+        try:
+            return create_batch()
+        except ImportError as exc:
+            logger.error("agent_protocol=%s needs %s (pip install 'company-skywalking[%s]'); reporting over grpc",
+                         config.agent_protocol, exc.name or exc, config.agent_protocol)
     from skywalking.reporter.grpc import create
 
     return create(on_change=_on_change, on_reset=_on_reset)

@@ -372,6 +372,11 @@ class Collector:
 
     # ------------------------------------------------------------ v3 logs and meters (docs/protocol/v3-non-trace.md)
 
+    def rest_request(self, path: str) -> None:
+        with self._lock:
+            self.counters["restRequests"] += 1
+            self.counters[f"rest.{path}"] += 1
+
     def receive_logs(self, raws: list[bytes]) -> None:
         """One ``LogReportService.collect`` stream's messages."""
         self._receive(raws, Logging_pb2.LogData, log_doc, "logs", self.telemetry.logs,
@@ -534,6 +539,7 @@ class Collector:
                 "inventoryResets": c["inventoryResets"],
                 "registrations": {k: self.registrations[k] for k in
                                   ("services", "instances", "endpoints", "addresses", "serviceAddressMappings")},
+                "restRequests": {k.split(".", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("rest.")},
                 "logsReceived": c["logsReceived"],
                 "meterValuesReceived": c["meterValuesReceived"],
                 "snapshotsReceived": c["snapshotsReceived"],

@@ -10,7 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from google.protobuf import json_format
+
 from skywalking.collector.app import Collector
+from skywalking.protocol_v8.gen.language_agent import Tracing_pb2
+from skywalking.protocol_v8.gen.logging import Logging_pb2
+from skywalking.protocol_v8.gen.management import Management_pb2
 
 log = logging.getLogger("skywalking.collector.http")
 
@@ -60,6 +65,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.body = self.rfile.read(length) if length else b""
         self._dispatch("POST")
 
+    def _rest_receiver(self, col: Collector, path: str) -> tuple[int, Any]:
+        """The OAP's v3 REST receivers (``agent_protocol=http``): JSON in the protobuf JSON mapping."""
+        receivers: dict[str, tuple[Any, bool]] = {
+            "/v3/segments": (Tracing_pb2.SegmentObject, True), "/v3/segment": (Tracing_pb2.SegmentObject, False),
+            "/v3/logs": (Logging_pb2.LogData, True),
+            "/v3/management/reportProperties": (Management_pb2.InstanceProperties, False),
+            "/v3/management/keepAlive": (Management_pb2.InstancePingPkg, False)}
+        if path not in receivers:
+            return 404, {"error": f"no receiver at {path}"}
+        message, many = receivers[path]
+        try:
+            messages = _messages(self.body, message, many)
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        col.rest_request(path)
+        if message is Tracing_pb2.SegmentObject:
+            for m in messages:
+                col.receive_v3(m.SerializeToString())
+        elif message is Logging_pb2.LogData:
+            col.receive_logs([m.SerializeToString() for m in messages])
+        elif message is Management_pb2.InstanceProperties:
+            m = messages[0]
+            col.v3_properties(m.service, m.serviceInstance, [(p.key, p.value) for p in m.properties])
+        else:
+            col.v3_keep_alive(messages[0].service, messages[0].serviceInstance)
+        return 200, {}
+
     def _route(self, method: str) -> tuple[int, Any]:
         col = self.server.collector
         url = urlsplit(self.path)
@@ -72,6 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/api/clear":
                 col.clear_segments()
                 return 200, {"ok": True, "cleared": "segments and drops"}
+            if path.startswith("/v3/"):
+                return self._rest_receiver(col, path)
             if path == "/api/profile/tasks":
                 try:
                     spec = json.loads(self.body or b"{}")
@@ -106,6 +140,20 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/stats":
             return 200, col.stats()
         return 404, {"error": f"no GET {path}"}
+
+
+def _messages(body: bytes, message: Any, many: bool) -> list[Any]:
+    """The JSON body as ``message``s (a list for ``many``); ValueError saying why it is not one."""
+    try:
+        doc = json.loads(body or b"null")
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if many != isinstance(doc, list):
+        raise ValueError("expected a JSON array" if many else "expected a JSON object")
+    try:
+        return [json_format.ParseDict(d, message()) for d in (doc if many else [doc])]
+    except json_format.ParseError as exc:
+        raise ValueError(f"not a {message.DESCRIPTOR.name}: {exc}") from None
 
 
 def start_http(col: Collector, host: str, port: int) -> tuple[ThreadingHTTPServer, int, threading.Thread]:

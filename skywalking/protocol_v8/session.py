@@ -34,6 +34,11 @@ def instance_properties() -> InstanceProperties:
                               properties=[KeyStringValuePair(key=k, value=v) for k, v in props.items()])
 
 
+def ping() -> InstancePingPkg:
+    """This process's keep-alive message."""
+    return InstancePingPkg(service=config.SERVICE_NAME, serviceInstance=config.agent_instance_name)
+
+
 class V8Session(Session):
     """Every ``HEARTBEAT_PERIOD`` a keep-alive; the properties on every new channel and every
     ``agent_collector_properties_report_period_factor`` beats."""
@@ -42,7 +47,7 @@ class V8Session(Session):
     response = Commands
 
     def __init__(self) -> None:
-        self._ping = InstancePingPkg(service=config.SERVICE_NAME, serviceInstance=config.agent_instance_name)
+        self._ping = ping()
         self._props = instance_properties()
         self._beats = 0
         self._calls: tuple[int, Any, Any] = (0, None, None)

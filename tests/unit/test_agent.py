@@ -54,7 +54,8 @@ def test_unsupported_transport_is_reported_not_raised() -> None:
               "            agent_profile_active=True, agent_logging_level='DEBUG')\n"
               "agent.start(); agent.start(); agent.stop(); agent.stop(); print('OK')")
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr
-    assert out.stderr.count("agent_protocol 'kafka' is not implemented; reporting over grpc") == 1
+    assert out.stderr.count("agent_protocol=kafka needs kafka (pip install 'company-skywalking[kafka]'); "
+                            "reporting over grpc") == 1
     assert "inactive options" not in out.stderr  # under v8 logs, meters and profiling all run
     assert "agent_asyncio_enhancement is accepted but unused" in out.stderr
 
