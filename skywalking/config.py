@@ -100,21 +100,28 @@ OPTIONS: tuple[Option, ...] = (
            "Comma-separated gRPC addresses (`host:port`) of the OAP; the agent fails over between them.",
            check=_check_backends),
     Option("agent_protocol", str, "grpc",
-           "Reporter transport. Only `grpc` is implemented; `http` and `kafka` are accepted and fall back "
-           "to `grpc` with one warning.", choices=("grpc", "http", "kafka")),
+           "Reporter transport under v8: `grpc`, `http` (the OAP's REST receivers: segments and logs) or `kafka` "
+           "(segments, logs and meters to the `kafka_topic_*` topics; needs kafka-python, the `kafka` extra). "
+           "OAP 6.6.0 (v6) receives gRPC only: there `http` and `kafka` fall back to `grpc` with one warning.",
+           choices=("grpc", "http", "kafka")),
     Option("agent_name", str, "Python Service Name",
            "Service name. With `agent_namespace` set, the reported name is `name|namespace`."),
     Option("agent_instance_name", str, _INSTANCE_NAME_DEFAULT,
            "Instance name; defaults to a random hex string generated once per process."),
     Option("agent_namespace", str, "", "Namespace: suffix of the service name; under sw6 also the header prefix "
            "(`<namespace>-sw6`), as the Java 6.6.0 agent does."),
-    Option("kafka_bootstrap_servers", str, "localhost:9092", "Kafka reporter only (not implemented; accepted)."),
-    Option("kafka_namespace", str, "", "Kafka reporter only (not implemented; accepted)."),
-    Option("kafka_topic_management", str, "skywalking-managements", "Kafka reporter only (not implemented; accepted)."),
-    Option("kafka_topic_segment", str, "skywalking-segments", "Kafka reporter only (not implemented; accepted)."),
-    Option("kafka_topic_log", str, "skywalking-logs", "Kafka reporter only (not implemented; accepted)."),
-    Option("kafka_topic_meter", str, "skywalking-meters", "Kafka reporter only (not implemented; accepted)."),
-    Option("kafka_reporter_custom_configurations", str, "", "Kafka reporter only (not implemented; accepted)."),
+    Option("kafka_bootstrap_servers", str, "localhost:9092",
+           "`agent_protocol=kafka`: comma-separated Kafka brokers (`host:port`)."),
+    Option("kafka_namespace", str, "", "`agent_protocol=kafka`: prefix of every topic (`<namespace>-<topic>`)."),
+    Option("kafka_topic_management", str, "skywalking-managements",
+           "`agent_protocol=kafka`: topic of instance properties and keep-alives."),
+    Option("kafka_topic_segment", str, "skywalking-segments", "`agent_protocol=kafka`: topic of segments."),
+    Option("kafka_topic_log", str, "skywalking-logs", "`agent_protocol=kafka`: topic of log records."),
+    Option("kafka_topic_meter", str, "skywalking-meters", "`agent_protocol=kafka`: topic of meter values."),
+    Option("kafka_reporter_custom_configurations", str, "",
+           "`agent_protocol=kafka`: `KafkaProducer` arguments come from `SW_KAFKA_REPORTER_CONFIG_<NAME>` variables "
+           "(e.g. `SW_KAFKA_REPORTER_CONFIG_ACKS=1`); when this lists names (comma-separated), only those are "
+           "used."),
     Option("agent_force_tls", bool, False, "Use a TLS gRPC channel (system root certificates)."),
     Option("agent_authentication", str, "", "Sent as gRPC metadata `authentication` on every call when non-empty."),
     Option("agent_logging_level", str, "INFO", "Level of the agent's own `skywalking` logger (`DEBUG` ... `OFF`)."),
@@ -194,7 +201,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("plugin_elasticsearch_trace_dsl", bool, False,
            "Elasticsearch: record the request body (the DSL) as `db.statement`, cut to 2048 characters."),
     Option("plugin_flask_collect_http_params", bool, False, "Flask: record request parameters as `http.params`."),
-    Option("plugin_sanic_collect_http_params", bool, False, "Sanic: record request parameters (no plugin yet)."),
+    Option("plugin_sanic_collect_http_params", bool, False, "Sanic: record request parameters as `http.params`."),
     Option("plugin_django_collect_http_params", bool, False, "Django: record request parameters as `http.params`."),
     Option("plugin_fastapi_collect_http_params", bool, False, "FastAPI: record request parameters as `http.params`."),
     Option("plugin_http_route_template", bool, False,
@@ -204,7 +211,7 @@ OPTIONS: tuple[Option, ...] = (
            "the path."),
     Option("plugin_starlette_route_template", bool, False,
            "Alias of `plugin_http_route_template` that only Starlette/FastAPI read (kept from earlier releases)."),
-    Option("plugin_bottle_collect_http_params", bool, False, "Bottle: record request parameters (no plugin yet)."),
+    Option("plugin_bottle_collect_http_params", bool, False, "Bottle: record request parameters as `http.params`."),
     Option("plugin_celery_parameters_length", int, 512, "Celery: maximum length of `celery.parameters`."),
     Option("plugin_grpc_ignored_methods", str, "",
            "Comma-separated full gRPC method names (`/pkg.Svc/Method`) not to trace (case-insensitive)."),
@@ -383,7 +390,29 @@ def unknown_env(environ: Mapping[str, str] = os.environ) -> list[str]:
     option is otherwise ignored without a word)."""
     return [f"environment variable {var} is not a company-skywalking option and is ignored"
             f"{did_you_mean(var, [*_BY_ENV, *INTERNAL_ENV])}"
-            for var in sorted(environ) if var.startswith("SW_") and var not in _BY_ENV and var not in INTERNAL_ENV]
+            for var in sorted(environ) if var.startswith("SW_") and var not in _BY_ENV and var not in INTERNAL_ENV
+            and not var.startswith(KAFKA_PRODUCER_ENV)]
+
+
+KAFKA_PRODUCER_ENV = "SW_KAFKA_REPORTER_CONFIG_"  # + a KafkaProducer argument, upper case (agent_protocol=kafka)
+
+
+def kafka_producer_config(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """``KafkaProducer`` arguments from ``SW_KAFKA_REPORTER_CONFIG_<NAME>`` variables (as upstream: the name in
+    lower case; ``true``/``false`` become booleans and whole numbers ints), restricted to the names listed in
+    ``kafka_reporter_custom_configurations`` when that is set."""
+    allowed = {n.strip().lower() for n in _module.kafka_reporter_custom_configurations.split(",") if n.strip()}
+    out: dict[str, Any] = {}
+    for var, raw in environ.items():
+        if not var.startswith(KAFKA_PRODUCER_ENV):
+            continue
+        name = var[len(KAFKA_PRODUCER_ENV):].lower()
+        if allowed and name not in allowed:
+            continue
+        low = raw.strip().lower()
+        out[name] = True if low == "true" else False if low == "false" else int(low) if low.lstrip("-").isdigit() \
+            else raw
+    return out
 
 
 def explicitly_set(name: str) -> bool:

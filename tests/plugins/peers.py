@@ -47,4 +47,10 @@ PEERS: dict[str, tuple[str, str]] = {
     "sw_starlette": (REAL, "FastAPI / Starlette under uvicorn"),
     "sw_urllib3": (REAL, "real HTTP servers"),
     "sw_urllib_request": (REAL, "real HTTP servers"),
+    "sw_bottle": (REAL, "Bottle apps on wsgiref, Bottle's default server"),
+    "sw_falcon": (REAL, "`falcon.App` on wsgiref and `falcon.asgi.App` under uvicorn"),
+    "sw_pyramid": (REAL, "Pyramid apps on wsgiref"),
+    "sw_sanic": (REAL, "Sanic's own server (single process) and its ASGI interface"),
+    "sw_tornado": (REAL, "Tornado's own `HTTPServer`"),
+    "sw_websockets": (REAL, "websockets servers and clients, `websockets.asyncio` and legacy APIs"),
 }

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import http.server
 import importlib
+import io
 import logging
 import os
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -290,12 +292,156 @@ def _pymongo(ctx: Ctx, expect: bool) -> int:
         return ctx.spans(call, expect)
 
 
+def _wsgi_call(app: Any) -> None:
+    """One GET /lifecycle straight into a WSGI application (no server)."""
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/lifecycle", "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+               "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+               "wsgi.input": io.BytesIO(), "wsgi.errors": io.StringIO()}
+    statuses: list[str] = []
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+    assert statuses[0].startswith("200") and body == b"ok"
+
+
+def _bottle(ctx: Ctx, expect: bool) -> int:
+    import bottle
+
+    app = bottle.Bottle()
+    app.route("/lifecycle", callback=lambda: "ok")
+    return ctx.spans(lambda: _wsgi_call(app), expect)
+
+
+def _pyramid(ctx: Ctx, expect: bool) -> int:
+    from pyramid.config import Configurator
+    from pyramid.response import Response
+
+    with Configurator() as config:
+        config.add_route("lifecycle", "/lifecycle")
+        config.add_view(lambda request: Response("ok"), route_name="lifecycle")
+        app = config.make_wsgi_app()
+    return ctx.spans(lambda: _wsgi_call(app), expect)
+
+
+def _falcon(ctx: Ctx, expect: bool) -> int:
+    import falcon
+
+    class Resource:
+        def on_get(self, req: Any, resp: Any) -> None:
+            resp.text = "ok"
+
+    app = falcon.App()
+    app.add_route("/lifecycle", Resource())
+    return ctx.spans(lambda: _wsgi_call(app), expect)
+
+
+def _tornado(ctx: Ctx, expect: bool) -> int:
+    """One request to a Tornado server on 127.0.0.1 (its own event loop, in a thread)."""
+    import tornado.web
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+
+    class Ok(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.write("ok")
+
+    sockets = bind_sockets(0, "127.0.0.1")
+    started, state = threading.Event(), {}
+
+    async def serve() -> None:
+        server = HTTPServer(tornado.web.Application([(r"/lifecycle", Ok)]))
+        server.add_sockets(sockets)
+        state["loop"], state["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        started.set()
+        await state["stop"].wait()
+        server.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert started.wait(5)
+    url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/lifecycle"
+
+    def call() -> None:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert resp.read() == b"ok"
+
+    try:
+        return ctx.spans(call, expect)
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(5)
+
+
+def _sanic(ctx: Ctx, expect: bool) -> int:
+    """One HTTP request through a Sanic application's ASGI interface (lifespan started, no server); an application
+    made now, so that it gets the plugin's signal handlers while the plugin is installed."""
+    import uuid
+
+    from sanic import Sanic
+    from sanic.response import text
+
+    app = Sanic("lifecycle" + uuid.uuid4().hex[:8])
+    app.config.TOUCHUP = False  # Sanic rewrites its own methods once per process: a second app could not start
+    app.add_route(lambda request: text("ok"), "/lifecycle")
+
+    async def run() -> None:
+        life_in: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        life_out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await life_in.put({"type": "lifespan.startup"})
+        lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, life_in.get,
+                                           life_out.put))
+        assert (await life_out.get())["type"] == "lifespan.startup.complete"
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app({"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                   "scheme": "http", "path": "/lifecycle", "raw_path": b"/lifecycle", "query_string": b"",
+                   "root_path": "", "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 1),
+                   "server": ("127.0.0.1", 80)}, receive, send)
+        assert sent[0]["status"] == 200
+        await life_in.put({"type": "lifespan.shutdown"})
+        await life_out.get()
+        await lifespan
+
+    return ctx.spans(lambda: asyncio.run(run()), expect)
+
+
+def _websockets(ctx: Ctx, expect: bool) -> int:
+    """A websockets server and a client on 127.0.0.1 (the asyncio API where the release has it, else the legacy
+    one): the client's handshake exit span and the server's connection entry span."""
+    try:
+        from websockets.asyncio.client import connect
+        from websockets.asyncio.server import serve
+    except ImportError:  # before 13
+        from websockets.legacy.client import connect  # type: ignore[assignment]
+        from websockets.legacy.server import serve  # type: ignore[assignment]
+
+    async def echo(ws: Any) -> None:
+        await ws.send(await ws.recv())
+
+    async def run() -> None:
+        server = await serve(echo, "127.0.0.1", 0)
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/lifecycle") as ws:
+            await ws.send("ok")
+            assert await ws.recv() == "ok"
+        server.close()
+        await server.wait_closed()
+
+    return ctx.spans(lambda: asyncio.run(run()), expect)
+
+
 EXERCISES: dict[str, Callable[[Ctx, bool], int]] = {
     "sw_urllib_request": _urllib_request, "sw_http_server": _urllib_request, "sw_requests": _requests,
     "sw_urllib3": _urllib3, "sw_httpx": _httpx, "sw_aiohttp": _aiohttp, "sw_flask": _flask,
     "sw_starlette": _starlette, "sw_redis": _redis, "sw_grpc": _grpc, "sw_logging": _logging, "sw_loguru": _loguru,
     "sw_pymysql": _pymysql, "sw_rabbitmq": _pika, "sw_celery": _celery, "sw_confluent_kafka": _confluent_kafka,
     "sw_pulsar": _pulsar, "sw_pymongo": _pymongo,
+    "sw_bottle": _bottle, "sw_pyramid": _pyramid, "sw_falcon": _falcon,
+    "sw_tornado": _tornado, "sw_sanic": _sanic, "sw_websockets": _websockets,
 }
 NO_CALL = {  # originals are still checked for these
     "sw_django": "a Django request needs configured settings (process-wide); tests/plugins runs real apps",

@@ -1,0 +1,90 @@
+"""A Falcon app for the plugin tests, traced by the agent (configured by SW_* variables).
+
+``python falcon_app.py wsgi|asgi <downstream>``: ``falcon.App`` on wsgiref or ``falcon.asgi.App`` on uvicorn.
+``GET /items/{item_id:int}`` calls ``<downstream>/back?x=1`` with ``urllib.request`` (blocking, fine in a test);
+``GET /boom`` raises (Falcon's default error handler answers 500). Prints ``ready port=<port>`` once listening on
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import falcon
+
+from skywalking import agent
+
+agent.start()
+MODE, DOWNSTREAM = sys.argv[1], sys.argv[2]
+
+
+def fetch() -> str:
+    with urllib.request.urlopen(f"{DOWNSTREAM}/back?x=1", timeout=10) as resp:
+        return resp.read().decode()
+
+
+class Item:
+    def on_get(self, req: Any, resp: Any, item_id: int) -> None:
+        resp.media = {"item": item_id, "downstream": fetch()}
+
+
+class Boom:
+    def on_get(self, req: Any, resp: Any) -> None:
+        raise RuntimeError("boom")
+
+
+class AsyncItem:
+    async def on_get(self, req: Any, resp: Any, item_id: int) -> None:
+        resp.media = {"item": item_id, "downstream": fetch()}
+
+
+class AsyncBoom:
+    async def on_get(self, req: Any, resp: Any) -> None:
+        raise RuntimeError("boom")
+
+
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def run_wsgi() -> None:
+    app = falcon.App()
+    app.add_route("/items/{item_id:int}", Item())
+    app.add_route("/boom", Boom())
+    server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+    print(f"ready port={server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+def run_asgi() -> None:
+    import falcon.asgi
+    import uvicorn
+
+    app = falcon.asgi.App()
+    app.add_route("/items/{item_id:int}", AsyncItem())
+    app.add_route("/boom", AsyncBoom())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(f"ready port={port}", flush=True)
+    thread.join()
+
+
+if __name__ == "__main__":
+    try:
+        run_asgi() if MODE == "asgi" else run_wsgi()
+    finally:
+        agent.stop()
