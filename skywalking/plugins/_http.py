@@ -28,6 +28,15 @@ def route_templates(alias: bool = False) -> bool:
     return bool(config.plugin_http_route_template or alias)
 
 
+def rename_entry_span(component: Component, op: str | None) -> None:
+    """Name the active entry span of ``component`` ``op`` (a route template found once the request was routed,
+    before the handler runs: its calls carry the template as their parent endpoint); nothing when either is
+    missing."""
+    span = peek()
+    if op and span is not None and span.kind is Kind.Entry and span.component is component:
+        span.op = op
+
+
 def url_without_credentials(parts: SplitResult) -> str:
     """The URL with any ``user:password@`` removed (the query is kept)."""
     if "@" not in parts.netloc:

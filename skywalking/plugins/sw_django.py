@@ -2,7 +2,9 @@
 (ASGI), continuing the caller's ``sw6``/``sw8`` header.
 
 Under ``runserver`` or another ``wsgiref`` server (traced by ``sw_http_server``) the Django span takes that
-request span over instead of nesting. Exceptions Django turns into a 500 are logged on the span.
+request span over instead of nesting. Exceptions Django turns into a 500 are logged on the span. With
+``plugin_http_route_template`` the span is named after the matched URL pattern (``/items/<int:item_id>``) once
+Django resolved the request, before the view runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from skywalking.plugins._http import (
     http_entry_span,
     ignored_method,
     raised_on_entry_span,
+    rename_entry_span,
+    route_templates,
     tag_response,
     wsgi_header,
     wsgi_peer,
@@ -62,6 +66,15 @@ async def _get_response_async(wrapped: Any, instance: Any, args: Any, kwargs: An
         return response
 
 
+def _resolve_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``BaseHandler.resolve_request(request)``: with route templates on, the entry span takes the pattern's name."""
+    match = wrapped(*args, **kwargs)
+    if route_templates():
+        route = getattr(match, "route", None)
+        rename_entry_span(Component.Django, "/" + route.lstrip("/") if route else None)
+    return match
+
+
 def _handle_uncaught_exception(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``handle_uncaught_exception(request, resolver, exc_info)``: a view's exception about to become a 500."""
     raised_on_entry_span()  # called inside Django's ``except``
@@ -81,6 +94,7 @@ class DjangoPlugin(Plugin):
         self.wrap(django.core.handlers.base, "BaseHandler.get_response", _get_response)
         self.wrap(django.core.handlers.base, "BaseHandler.get_response_async", _get_response_async)
         self.wrap(django.core.handlers.exception, "handle_uncaught_exception", _handle_uncaught_exception)
+        self.wrap(django.core.handlers.base, "BaseHandler.resolve_request", _resolve_request)
 
 
 plugin = DjangoPlugin()

@@ -73,7 +73,9 @@ def test_flask_ignored_method(start_agent: Any) -> None:
     check_server_ignores(reporter, lambda method: client.open("/x", method=method).status_code)
 
 
-def test_django_ignored_method(start_agent: Any) -> None:
+def django_client() -> Any:
+    """A Django test client for this process's only Django settings (web_app.py runs in its own process): ``/x``
+    and ``/items/<int:item_id>``."""
     pytest.importorskip("django")
     import django
     from django.conf import settings
@@ -81,15 +83,44 @@ def test_django_ignored_method(start_agent: Any) -> None:
     from django.test import Client
     from django.urls import path
 
-    if not settings.configured:  # this process's only Django settings (web_app.py runs in its own process)
-        urls = types.ModuleType("ignored_method_urls")
-        urls.urlpatterns = [path("x", lambda request: HttpResponse("ok"))]  # type: ignore[attr-defined]
+    if not settings.configured:
+        urls = types.ModuleType("in_process_urls")
+        urls.urlpatterns = [path("x", lambda request: HttpResponse("ok")),  # type: ignore[attr-defined]
+                            path("items/<int:item_id>", lambda request, item_id: HttpResponse(str(item_id)))]
         settings.configure(DEBUG=False, ALLOWED_HOSTS=["*"], SECRET_KEY="test", MIDDLEWARE=[], INSTALLED_APPS=[],
                            ROOT_URLCONF=urls)
         django.setup()
+    return Client()
+
+
+def test_django_ignored_method(start_agent: Any) -> None:
+    client = django_client()
     reporter = start_agent(plugin_http_ignore_method=IGNORED)
-    client = Client()
     check_server_ignores(reporter, lambda method: client.generic(method, "/x").status_code)
+
+
+def entry_ops(reporter: MemoryReporter, count: int) -> list[str]:
+    assert reporter.wait_for(count)
+    return [seg.spans[-1].op for seg in reporter.segments if seg.spans[-1].kind is Kind.Entry]
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_flask_names_spans_after_the_matched_rule_with_route_templates(start_agent: Any, on: bool) -> None:
+    flask = pytest.importorskip("flask")
+    reporter = start_agent(plugin_http_route_template=on)
+    app = flask.Flask("routes")
+    app.add_url_rule("/items/<int:item_id>", "item", lambda item_id: str(item_id))
+    client = app.test_client()
+    assert client.get("/items/7").status_code == 200 and client.get("/nowhere").status_code == 404
+    assert entry_ops(reporter, 2) == (["/items/<int:item_id>", "/nowhere"] if on else ["/items/7", "/nowhere"])
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_django_names_spans_after_the_matched_pattern_with_route_templates(start_agent: Any, on: bool) -> None:
+    client = django_client()
+    reporter = start_agent(plugin_http_route_template=on)
+    assert client.get("/items/7").status_code == 200 and client.get("/nowhere").status_code == 404
+    assert entry_ops(reporter, 2) == (["/items/<int:item_id>", "/nowhere"] if on else ["/items/7", "/nowhere"])
 
 
 def test_aiohttp_server_ignored_method(start_agent: Any) -> None:
