@@ -147,6 +147,56 @@ def _instances(collector: Collector, service: str) -> dict[str, int]:
     return {i["name"]: int(i["properties"]["process_no"]) for i in inventory["instances"] if i["serviceId"] == sid}
 
 
+V8_CASES = ("gunicorn-sync-preload", "gunicorn-preload-agent-in-app", "uwsgi-master", "uwsgi-lazy-apps")
+
+
+@pytest.mark.parametrize("case", V8_CASES)
+def test_under_v8_every_worker_reports_segments_logs_and_meters_and_the_master_nothing(collector: Collector,
+                                                                                        case: str) -> None:
+    """Under v8 each worker also runs the log reporter and the meter thread after the fork: one log record per
+    request, in the request's trace, from the worker that served it; meters from workers only."""
+    server, args, sw_python, extra = CASES[case]
+    if not _have(server):
+        pytest.skip(f"{server} is not installed")
+    service = f"prefork-v8-{case}"
+    port = free_port()
+    env = clean_env(SW_AGENT_NAME=service, SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.grpc,
+                    SW_AGENT_INSTANCE_NAME="web", SW_AGENT_PROTOCOL_VERSION="v8", SW_AGENT_METER_REPORTER_PERIOD="1",
+                    PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(APPS)])
+    proc = Server(_command(server, args, port, sw_python), env,
+                  signal.SIGTERM if server == "gunicorn" else signal.SIGINT)
+    try:
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/"), timeout=30, what=f"{case} to serve")
+        pids = [_get(f"http://127.0.0.1:{port}/") for _ in range(REQUESTS)]
+        assert None not in pids
+        served = {int(p.split("=")[1]) for p in pids if p}
+        total = REQUESTS + 1  # and the readiness probe
+        wait_for(lambda: len(_entries(collector, service)) >= total, timeout=20, what="entry spans")
+        logs = wait_for(lambda: (got := collector.api(f"/api/logs?service={service}")) and len(got) >= total
+                        and got, timeout=20, what=f"{total} log records")
+        time.sleep(1.5)  # nothing more arrives, and a meter period passes
+        entries = _entries(collector, service)
+        logs = collector.api(f"/api/logs?service={service}")
+        assert len(entries) == total and len(logs) == total
+        by_segment = {seg["segmentId"]: seg for seg in entries}
+        master = proc.popen.pid
+        for log in logs:
+            pid = int(log["body"].rsplit(" ", 1)[1])
+            assert log["serviceInstance"] == f"web-child({pid})" and pid != master
+            segment = by_segment[log["traceContext"]["traceSegmentId"]]  # the request's own segment
+            assert segment["serviceInstance"] == log["serviceInstance"]
+        assert {int(log["body"].rsplit(" ", 1)[1]) for log in logs} >= served
+        meters = collector.api(f"/api/meters?service={service}")
+        instances = {m["serviceInstance"] for m in meters}
+        assert instances and all(i.startswith("web-child(") for i in instances)
+        assert f"web-child({master})" not in instances
+        output = proc.output()
+        assert not [w for w in GRPC_FORK_WARNINGS if w in output], output[-3000:]
+    finally:
+        proc.stop()
+
+
 def test_master_detection_needs_a_server() -> None:
     """Outside gunicorn and uWSGI (this very process), nothing is a pre-fork master."""
     from skywalking.bootstrap import prefork
