@@ -10,6 +10,7 @@ logger handles at or above ``agent_log_reporter_level`` is also handed to the lo
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +29,15 @@ def _own(name: str) -> bool:
     return name == "skywalking" or name.startswith("skywalking.")
 
 
+def _agent_thread() -> bool:
+    """Records logged on the agent's own threads (``SkyWalking*``: gRPC's or a library's lines about the agent's
+    calls) are not reported: a failing backend must not feed the queue that waits for it."""
+    return threading.current_thread().name.startswith("SkyWalking")
+
+
 def _offer(logger: logging.Logger, record: logging.LogRecord) -> None:
     feed = _feed
-    if feed is None or record.levelno < _level or _own(logger.name):
+    if feed is None or record.levelno < _level or _own(logger.name) or _agent_thread():
         return
     try:
         feed.offer(capture(record))
@@ -43,7 +50,7 @@ def offer_loguru(record: dict[str, Any]) -> None:
     record of the same level, logger name (the module), message, place, thread and exception."""
     feed = _feed
     level = record["level"]
-    if feed is None or level.no < _level or _own(record["name"] or ""):
+    if feed is None or level.no < _level or _own(record["name"] or "") or _agent_thread():
         return
     try:
         exc = record["exception"]
