@@ -142,6 +142,8 @@ class DataSender:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = 0.0
+        self._inflight: tuple[Feed, int] | None = None  # the batch the transport is sending
+        self._abandoned = False  # stop() gave up waiting for the sender and counted what it held
         self.last_error = ""
         for feed in feeds:
             feed.wake = self._wake
@@ -160,6 +162,12 @@ class DataSender:
             self._wake.set()
             if self._thread is not None:
                 self._thread.join(timeout)
+                inflight = self._inflight
+                if self._thread.is_alive() and inflight is not None:
+                    self._abandoned = True
+                    logger.warning("%d %s(s) not sent before stop: the backend had not answered within %.0f s",
+                                   inflight[1], inflight[0].kind, timeout)
+                    inflight[0].accounts.drop(inflight[1], Drop.STOPPED_UNANSWERED)
             for feed in self.feeds.values():
                 if feed.queue:
                     logger.warning("%d %s(s) not sent before stop%s", len(feed.queue), feed.kind,
@@ -211,20 +219,24 @@ class DataSender:
                 feed.accounts.drop(1, Drop.ENCODE_FAILED)
         if not messages:
             return True
+        self._inflight = (feed, len(messages))
         try:
             self.transport.send(feed, messages)
         except Retry as e:
             self.last_error = str(e)
-            feed.put_back(batch)
+            if not self._abandoned:
+                feed.put_back(batch)
             return False
-        except Refused as e:
+        except Exception as e:
+            if not isinstance(e, Refused):
+                logger.exception("sending %s(s) failed", feed.kind)
             self.last_error = str(e)
-            feed.accounts.drop(len(messages), Drop.NOT_ACCEPTED)
+            if not self._abandoned:
+                feed.accounts.drop(len(messages), Drop.NOT_ACCEPTED)
             return True
-        except Exception:
-            logger.exception("sending %s(s) failed", feed.kind)
-            feed.accounts.drop(len(messages), Drop.NOT_ACCEPTED)
-            return True
-        feed.accounts.delivered += len(messages)
+        finally:
+            self._inflight = None
+        if not self._abandoned:  # else already counted as not sent
+            feed.accounts.delivered += len(messages)
         self._backoff = 0.0
         return True

@@ -47,6 +47,27 @@ def test_http_to_an_unreachable_backend_counts_what_it_drops(collector: Collecto
     assert "log(s) not sent before stop" in stderr
 
 
+def test_http_to_a_backend_that_never_answers_counts_the_batch_in_flight_at_stop(collector: Collector) -> None:
+    import socket
+    import threading
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(silent.accept()[0]) for _ in range(8)], daemon=True).start()
+    try:
+        result, stderr = run(collector, "logs", SW_AGENT_NAME="http-silent", SW_AGENT_PROTOCOL="http",
+                             SW_AGENT_COLLECTOR_BACKEND_SERVICES=f"127.0.0.1:{silent.getsockname()[1]}",
+                             SW_AGENT_METER_REPORTER_ACTIVE="false")
+    finally:
+        for conn in held:
+            conn.close()
+        silent.close()
+    books = result["stats"]["log"]
+    assert books["created"] == 3 and books["delivered"] == 0 and books["dropped_total"] == 3
+    assert books["dropped"]["not sent before stop: the backend did not answer"] >= 1
+    assert "not sent before stop: the backend had not answered" in stderr
+
+
 def test_under_v6_http_falls_back_to_grpc_saying_why(collector: Collector) -> None:
     result, stderr = run(collector, "logs", "v6", SW_AGENT_NAME="http-v6", SW_AGENT_PROTOCOL="http",
                          SW_AGENT_REGISTER_WAIT="10")
