@@ -207,8 +207,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("plugin_http_route_template", bool, False,
            "Web frameworks: name entry spans after the matched route template (`/items/{item_id}`, `/items/<id>`) "
            "instead of the raw path, which keeps the number of OAP endpoints bounded. Frameworks that expose "
-           "templates: Starlette/FastAPI, Flask, Django, Bottle, Pyramid, Falcon, Sanic, Tornado; the others keep "
-           "the path."),
+           "templates: Starlette/FastAPI, Flask, Django, aiohttp, Bottle, Pyramid, Falcon, Sanic, Tornado; the others "
+           "keep the path."),
     Option("plugin_starlette_route_template", bool, False,
            "Alias of `plugin_http_route_template` that only Starlette/FastAPI read (kept from earlier releases)."),
     Option("plugin_bottle_collect_http_params", bool, False, "Bottle: record request parameters as `http.params`."),

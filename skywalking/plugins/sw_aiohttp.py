@@ -2,7 +2,9 @@
 the configured headers (``sw6`` by default) added; it ends when the response headers have arrived.
 Server: an entry span per request around ``web.Application._handle`` (routing, middlewares and the handler),
 continuing the caller's header. The connection-level ``RequestHandler`` is not touched, so the server's own
-signatures (which changed in 3.9) do not matter; Ray's dashboard, an aiohttp server, keeps working."""
+signatures (which changed in 3.9) do not matter; Ray's dashboard, an aiohttp server, keeps working. With
+``plugin_http_route_template`` the span is named after the matched resource (``/items/{item_id}``) once the router
+resolved the request (``UrlDispatcher.resolve``), before the handler runs."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from skywalking.plugins._http import (
     http_entry_span,
     http_exit_span,
     ignored_method,
+    rename_entry_span,
+    route_templates,
     tag_response,
     with_headers,
 )
@@ -71,6 +75,15 @@ async def _handle(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         span.stop()
 
 
+async def _resolve(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    match_info = await wrapped(*args, **kwargs)
+    if route_templates():
+        route = getattr(match_info, "route", None)
+        resource = getattr(route, "resource", None)
+        rename_entry_span(Component.AioHttp, getattr(resource, "canonical", None))
+    return match_info
+
+
 class AiohttpPlugin(Plugin):
     name = "sw_aiohttp"
     instruments = ("aiohttp>=3.8",)
@@ -85,8 +98,10 @@ class AiohttpPlugin(Plugin):
 
     def _install_server(self) -> None:
         import aiohttp.web_app
+        import aiohttp.web_urldispatcher
 
         self.wrap(aiohttp.web_app, "Application._handle", _handle)
+        self.wrap(aiohttp.web_urldispatcher, "UrlDispatcher.resolve", _resolve)
 
 
 plugin = AiohttpPlugin()

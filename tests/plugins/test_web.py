@@ -147,3 +147,37 @@ def test_aiohttp_server_ignored_method(start_agent: Any) -> None:
     assert sorted(seg.spans[0].kind.name for seg in reporter.segments) == sorted([Kind.Entry.name, Kind.Exit.name])
     for segment in reporter.segments:
         assert [tag.val for tag in segment.spans[0].tags if tag.key == "http.method"] == ["POST"]
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_aiohttp_names_spans_after_the_matched_resource_with_route_templates(start_agent: Any, on: bool) -> None:
+    pytest.importorskip("aiohttp")
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    reporter = start_agent(plugin_http_route_template=on)
+
+    async def item(request: web.Request) -> web.Response:
+        return web.Response(text=request.match_info["item_id"])
+
+    async def fetch() -> None:
+        app = web.Application()
+        app.router.add_get("/items/{item_id}", item)
+        async with TestServer(app) as server:
+            loop = asyncio.get_running_loop()
+            statuses = [await loop.run_in_executor(None, _status, str(server.make_url(path)))
+                        for path in ("/items/7", "/nowhere")]
+        assert statuses == [200, 404]
+
+    asyncio.run(fetch())
+    ops = sorted(seg.spans[-1].op for seg in reporter.segments if seg.spans[-1].kind is Kind.Entry)
+    assert ops == (["/items/{item_id}", "/nowhere"] if on else ["/items/7", "/nowhere"])
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
