@@ -6,13 +6,12 @@ since the previous report."""
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from enum import Enum
 from typing import Any, TypeVar
 
-from skywalking.meter.meter import BaseBuilder, BaseMeter, MeterId, MeterType
+from skywalking.meter.meter import BaseBuilder, BaseMeter, MeterId, MeterType, timed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,14 +40,9 @@ class Counter(BaseMeter):
                 return delta
             return self.count
 
-    @contextmanager
-    def create_timer(self) -> Iterator[None]:
+    def create_timer(self) -> AbstractContextManager[None]:
         """Adds the seconds spent in the ``with`` block."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.increment(time.perf_counter() - start)
+        return timed(self.increment)
 
     @staticmethod
     def increase(name: str, num: float = 1) -> Callable[[F], F]:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import bisect
 import functools
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-from skywalking.meter.meter import BaseBuilder, BaseMeter, MeterId, MeterType
+from skywalking.meter.meter import BaseBuilder, BaseMeter, MeterId, MeterType, timed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,14 +40,9 @@ class Histogram(BaseMeter):
         with self._lock:
             return list(zip(self.bounds, self.counts, strict=True))
 
-    @contextmanager
-    def create_timer(self) -> Iterator[None]:
+    def create_timer(self) -> AbstractContextManager[None]:
         """Adds the seconds spent in the ``with`` block as one value."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add_value(time.perf_counter() - start)
+        return timed(self.add_value)
 
     @staticmethod
     def timer(name: str) -> Callable[[F], F]:

@@ -4,8 +4,21 @@ meters of one name shared (upstream's identity rule: by name only, tags are not 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from typing import Any, NamedTuple
+
+
+@contextmanager
+def timed(add: Callable[[float], Any]) -> Iterator[None]:
+    """Hands the seconds spent in the ``with`` block to ``add`` (a meter's timers)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        add(time.perf_counter() - start)
 
 
 class MeterType(Enum):
