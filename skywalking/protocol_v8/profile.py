@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from skywalking.profile.task import COMMAND
 from skywalking.protocol_v8.gen.common.Common_pb2 import Commands
 from skywalking.protocol_v8.gen.profile.Profile_pb2 import ProfileTaskCommandQuery, ProfileTaskFinishReport
-from skywalking.reporter.session import UNARY_TIMEOUT, metadata
+from skywalking.reporter.session import UNARY_TIMEOUT, Unary, metadata
 from skywalking.trace.tracer import TRACER
 
 if TYPE_CHECKING:
@@ -20,19 +20,11 @@ SNAPSHOT_PATH = PATH + "collectSnapshot"
 class ProfileClient:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self._calls: tuple[int, Any, Any] = (-1, None, None)
+        self._unary = Unary((PATH + "getProfileTaskCommands", ProfileTaskCommandQuery, Commands),
+                            (PATH + "reportTaskFinish", ProfileTaskFinishReport, Commands))
 
-    def _stubs(self) -> tuple[Any, Any]:
-        channel, generation = self.conn.channel()
-        if self._calls[0] != generation:
-            self._calls = (generation,
-                           channel.unary_unary(PATH + "getProfileTaskCommands",
-                                               request_serializer=ProfileTaskCommandQuery.SerializeToString,
-                                               response_deserializer=Commands.FromString),
-                           channel.unary_unary(PATH + "reportTaskFinish",
-                                               request_serializer=ProfileTaskFinishReport.SerializeToString,
-                                               response_deserializer=Commands.FromString))
-        return self._calls[1], self._calls[2]
+    def _stubs(self) -> list[Any]:
+        return self._unary.calls(*self.conn.channel())
 
     def fetch(self, last_command_ms: int) -> list[dict[str, str]]:
         query, _ = self._stubs()

@@ -13,7 +13,7 @@ from skywalking import config
 from skywalking.protocol_v8 import encode as v8_encode
 from skywalking.protocol_v8.gen.common.Common_pb2 import Commands, KeyStringValuePair
 from skywalking.protocol_v8.gen.management.Management_pb2 import InstancePingPkg, InstanceProperties
-from skywalking.reporter.session import UNARY_TIMEOUT, Session, metadata
+from skywalking.reporter.session import UNARY_TIMEOUT, Session, Unary, metadata
 
 if TYPE_CHECKING:
     import grpc
@@ -50,19 +50,13 @@ class V8Session(Session):
         self._ping = ping()
         self._props = instance_properties()
         self._beats = 0
-        self._calls: tuple[int, Any, Any] = (0, None, None)
+        self._unary = Unary((MANAGEMENT + "reportInstanceProperties", InstanceProperties, Commands),
+                            (MANAGEMENT + "keepAlive", InstancePingPkg, Commands))
 
     def manage(self, channel: grpc.Channel, generation: int) -> float:
-        if self._calls[0] != generation:
-            self._calls = (generation,
-                           channel.unary_unary(MANAGEMENT + "reportInstanceProperties",
-                                               request_serializer=InstanceProperties.SerializeToString,
-                                               response_deserializer=Commands.FromString),
-                           channel.unary_unary(MANAGEMENT + "keepAlive",
-                                               request_serializer=InstancePingPkg.SerializeToString,
-                                               response_deserializer=Commands.FromString))
+        if self._unary.generation != generation:
             self._beats = 0  # a new backend hears the properties first
-        _, report_properties, keep_alive = self._calls
+        report_properties, keep_alive = self._unary.calls(channel, generation)
         if self._beats % max(1, config.agent_collector_properties_report_period_factor) == 0:
             report_properties(self._props, timeout=UNARY_TIMEOUT, metadata=metadata())
         keep_alive(self._ping, timeout=UNARY_TIMEOUT, metadata=metadata())

@@ -38,6 +38,24 @@ def metadata() -> tuple[tuple[str, str], ...]:
     return tuple(md)
 
 
+class Unary:
+    """Unary call stubs on the current channel, made again when the channel changes (its ``generation``)."""
+
+    def __init__(self, *specs: tuple[str, Any, Any]) -> None:
+        """``specs``: (method path, request message class, response message class) of each call."""
+        self.specs = specs
+        self.generation = -1
+        self._calls: list[Any] = []
+
+    def calls(self, channel: grpc.Channel, generation: int) -> list[Any]:
+        if generation != self.generation:
+            self._calls = [channel.unary_unary(path, request_serializer=request.SerializeToString,
+                                               response_deserializer=response.FromString)
+                           for path, request, response in self.specs]
+            self.generation = generation
+        return self._calls
+
+
 class Session(ABC):
     """One protocol version's side of the reporter. ``manage`` runs on the manager thread; ``encode``, ``sent``,
     ``check``, ``want`` and ``ids_version`` on the sender thread; ``set_own`` and ``demand`` on any thread."""
