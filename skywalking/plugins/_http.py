@@ -28,12 +28,18 @@ def route_templates(alias: bool = False) -> bool:
     return bool(config.plugin_http_route_template or alias)
 
 
+def entry_span_of(component: Component) -> Span | None:
+    """The active span if it is an entry span of ``component`` (the framework's own request span)."""
+    span = peek()
+    return span if span is not None and span.kind is Kind.Entry and span.component is component else None
+
+
 def rename_entry_span(component: Component, op: str | None) -> None:
     """Name the active entry span of ``component`` ``op`` (a route template found once the request was routed,
     before the handler runs: its calls carry the template as their parent endpoint); nothing when either is
     missing."""
-    span = peek()
-    if op and span is not None and span.kind is Kind.Entry and span.component is component:
+    span = entry_span_of(component) if op else None
+    if span is not None:
         span.op = op
 
 
@@ -142,6 +148,58 @@ def wsgi_start_response(span: Span, start_response: Callable[..., Any]) -> Calla
         return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
     return traced
+
+
+def wsgi_app_call(component: Component, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                  collect_params: bool = False, prepare: Callable[[dict[str, Any]], None] | None = None) -> Any:
+    """A framework's WSGI application called as ``app(environ, start_response)``, in an entry span of
+    ``component`` (taking a ``wsgiref`` request span over). Left untraced: another call shape, an ignored method,
+    an app called by another app of the framework (the outer span covers it). ``prepare(environ)`` runs inside
+    the span before the app. An exception that escapes the app marks the span 500 (the server answers that)."""
+    if len(args) != 2 or kwargs or not isinstance(args[0], dict):
+        return wrapped(*args, **kwargs)
+    environ, start_response = args
+    method = environ.get("REQUEST_METHOD", "GET")
+    if ignored_method(method) or entry_span_of(component) is not None:
+        return wrapped(*args, **kwargs)
+    span = http_entry_span(environ.get("PATH_INFO", "/"), wsgi_header(environ), inherit=Component.General)
+    with span:
+        describe_entry(span, component, method, wsgi_url(environ), wsgi_peer(environ),
+                       environ.get("QUERY_STRING", ""), collect_params)
+        if prepare is not None:
+            prepare(environ)
+        try:
+            return wrapped(environ, wsgi_start_response(span, start_response))
+        except Exception:
+            tag_response(span, 500)
+            raise
+
+
+def asgi_url(scope: dict[str, Any], host: str | None, root_path: bool = False) -> str:
+    """The request URL of an ASGI ``http`` scope (``root_path`` before the path when asked)."""
+    host = host or ":".join(str(p) for p in scope.get("server") or ("", ""))
+    query = scope.get("query_string", b"").decode("latin-1")
+    prefix = scope.get("root_path", "") if root_path else ""
+    return f"{scope.get('scheme', 'http')}://{host}{prefix}{scope.get('path', '/')}" + (f"?{query}" if query else "")
+
+
+async def asgi_call(span: Span, wrapped: Callable[..., Any], scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    """Run an ASGI application inside the started ``span``: the status of its response start is tagged; no
+    response at all counts as 500 (what the server answers then)."""
+    started = False
+
+    async def traced_send(message: dict[str, Any]) -> None:
+        nonlocal started
+        if message.get("type") == "http.response.start" and not started:
+            started = True
+            tag_response(span, message.get("status"))
+        await send(message)
+
+    try:
+        return await wrapped(scope, receive, traced_send)
+    finally:
+        if not started:
+            tag_response(span, 500)
 
 
 def raised_on_entry_span() -> None:

@@ -11,54 +11,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from skywalking import Component, Kind, config
+from skywalking import Component, config
 from skywalking.plugins import Plugin
 from skywalking.plugins._http import (
-    describe_entry,
-    http_entry_span,
-    ignored_method,
+    entry_span_of,
     route_templates,
-    tag_response,
-    wsgi_header,
-    wsgi_peer,
-    wsgi_start_response,
-    wsgi_url,
+    wsgi_app_call,
 )
-from skywalking.trace.context import peek
-from skywalking.trace.span import Span
 
 _SCRIPT = "skywalking.script_name"  # SCRIPT_NAME when the request reached the outermost Bottle app
 
 
-def _bottle_span() -> Span | None:
-    span = peek()
-    return span if span is not None and span.kind is Kind.Entry and span.component is Component.Bottle else None
-
-
 def _call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if len(args) != 2 or kwargs or not isinstance(args[0], dict):  # not a server's call: untraced
-        return wrapped(*args, **kwargs)
-    environ, start_response = args
-    method = environ.get("REQUEST_METHOD", "GET")
-    if ignored_method(method) or _bottle_span() is not None:  # an app mounted in another: the outer span covers it
-        return wrapped(*args, **kwargs)
-    span = http_entry_span(environ.get("PATH_INFO", "/"), wsgi_header(environ), inherit=Component.General)
-    with span:
-        describe_entry(span, Component.Bottle, method, wsgi_url(environ), wsgi_peer(environ),
-                       environ.get("QUERY_STRING", ""), config.plugin_bottle_collect_http_params)
+    def prepare(environ: dict[str, Any]) -> None:  # an app mounted in another is under the outer one's span
         environ[_SCRIPT] = environ.get("SCRIPT_NAME", "")
-        try:
-            return wrapped(environ, wsgi_start_response(span, start_response))
-        except Exception:
-            tag_response(span, 500)  # raised past Bottle (catchall off): the server answers 500
-            raise
+
+    return wsgi_app_call(Component.Bottle, wrapped, args, kwargs, config.plugin_bottle_collect_http_params, prepare)
 
 
 def _match(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``Router.match(environ)`` -> ``(route, url_args)``: the span takes the route's rule."""
     result = wrapped(*args, **kwargs)
     if route_templates():
-        span = _bottle_span()
+        span = entry_span_of(Component.Bottle)
         rule = getattr(result[0], "rule", None) if isinstance(result, tuple) and result else None
         if span is not None and isinstance(rule, str):
             environ = args[0] if args else kwargs.get("environ")
@@ -75,7 +50,7 @@ def _handle(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     out = wrapped(*args, **kwargs)
     exception = getattr(out, "exception", None)
     if isinstance(exception, Exception):
-        span = _bottle_span()
+        span = entry_span_of(Component.Bottle)
         if span is not None:
             span.log(exception)
     return out

@@ -13,47 +13,26 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from skywalking import Component, Kind
+from skywalking import Component
 from skywalking.plugins import Plugin
 from skywalking.plugins._http import (
+    asgi_call,
+    asgi_url,
     describe_entry,
+    entry_span_of,
     http_entry_span,
     ignored_method,
     raised_on_entry_span,
     raw_headers,
     route_templates,
-    tag_response,
-    wsgi_header,
-    wsgi_peer,
-    wsgi_start_response,
-    wsgi_url,
+    wsgi_app_call,
 )
 from skywalking.plugins._peer import address_peer
-from skywalking.trace.context import peek
-from skywalking.trace.span import Span
-
-
-def _falcon_span() -> Span | None:
-    span = peek()
-    return span if span is not None and span.kind is Kind.Entry and span.component is Component.Falcon else None
 
 
 def _call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``App.__call__(env, start_response)``: WSGI."""
-    if len(args) != 2 or kwargs or not isinstance(args[0], dict):  # not a server's call: untraced
-        return wrapped(*args, **kwargs)
-    environ, start_response = args
-    method = environ.get("REQUEST_METHOD", "GET")
-    if ignored_method(method) or _falcon_span() is not None:  # an app called by another: the outer span covers it
-        return wrapped(*args, **kwargs)
-    span = http_entry_span(environ.get("PATH_INFO", "/"), wsgi_header(environ), inherit=Component.General)
-    with span:
-        describe_entry(span, Component.Falcon, method, wsgi_url(environ), wsgi_peer(environ))
-        try:
-            return wrapped(environ, wsgi_start_response(span, start_response))
-        except Exception:
-            tag_response(span, 500)  # no error handler took it: the server answers 500
-            raise
+    return wsgi_app_call(Component.Falcon, wrapped, args, kwargs)
 
 
 def _acall(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -63,7 +42,7 @@ def _acall(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return wrapped(*args, **kwargs)
     scope = args[0] if args else kwargs.get("scope")
     if not isinstance(scope, dict) or scope.get("type") != "http" or ignored_method(scope.get("method")) \
-            or _falcon_span() is not None:
+            or entry_span_of(Component.Falcon) is not None:
         return wrapped(*args, **kwargs)
     receive = args[1] if len(args) > 1 else kwargs["receive"]
     send = args[2] if len(args) > 2 else kwargs["send"]
@@ -72,28 +51,11 @@ def _acall(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 async def _traced(wrapped: Any, scope: dict[str, Any], receive: Any, send: Any) -> Any:
     headers = raw_headers(scope.get("headers", ()), "host")
-    path = scope.get("path", "/")
-    span = http_entry_span(path, headers.get)
+    span = http_entry_span(scope.get("path", "/"), headers.get)
     with span:
-        host = headers.get("host") or ":".join(str(p) for p in scope.get("server") or ("", ""))
-        query = scope.get("query_string", b"").decode("latin-1")
         describe_entry(span, Component.Falcon, scope.get("method", "GET"),
-                       f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{path}"
-                       + (f"?{query}" if query else ""), address_peer(scope.get("client")))
-        started = False
-
-        async def traced_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message.get("type") == "http.response.start" and not started:
-                started = True
-                tag_response(span, message.get("status"))
-            await send(message)
-
-        try:
-            return await wrapped(scope, receive, traced_send)
-        finally:
-            if not started:
-                tag_response(span, 500)  # no response at all: the server answers 500
+                       asgi_url(scope, headers.get("host"), root_path=True), address_peer(scope.get("client")))
+        return await asgi_call(span, wrapped, scope, receive, send)
 
 
 def _get_responder(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -101,7 +63,7 @@ def _get_responder(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     template (None when no route matched)."""
     result = wrapped(*args, **kwargs)
     if route_templates():
-        span = _falcon_span()
+        span = entry_span_of(Component.Falcon)
         template = result[3] if isinstance(result, tuple) and len(result) == 4 else None
         if span is not None and isinstance(template, str) and template:
             span.op = template

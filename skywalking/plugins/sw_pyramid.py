@@ -14,51 +14,25 @@ import importlib
 import sys
 from typing import Any
 
-from skywalking import Component, Kind
+from skywalking import Component
 from skywalking.plugins import Plugin
 from skywalking.plugins._http import (
-    describe_entry,
-    http_entry_span,
-    ignored_method,
+    entry_span_of,
     raised_on_entry_span,
     route_templates,
-    tag_response,
-    wsgi_header,
-    wsgi_peer,
-    wsgi_start_response,
-    wsgi_url,
+    wsgi_app_call,
 )
-from skywalking.trace.context import peek
-from skywalking.trace.span import Span
-
-
-def _pyramid_span() -> Span | None:
-    span = peek()
-    return span if span is not None and span.kind is Kind.Entry and span.component is Component.Pyramid else None
 
 
 def _call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if len(args) != 2 or kwargs or not isinstance(args[0], dict):  # not a server's call: untraced
-        return wrapped(*args, **kwargs)
-    environ, start_response = args
-    method = environ.get("REQUEST_METHOD", "GET")
-    if ignored_method(method) or _pyramid_span() is not None:  # an app called by another: the outer span covers it
-        return wrapped(*args, **kwargs)
-    span = http_entry_span(environ.get("PATH_INFO", "/"), wsgi_header(environ), inherit=Component.General)
-    with span:
-        describe_entry(span, Component.Pyramid, method, wsgi_url(environ), wsgi_peer(environ))
-        try:
-            return wrapped(environ, wsgi_start_response(span, start_response))
-        except Exception:
-            tag_response(span, 500)  # no exception view took it: the server answers 500
-            raise
+    return wsgi_app_call(Component.Pyramid, wrapped, args, kwargs)
 
 
 def _route(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``RoutesMapper.__call__(request)`` -> ``{"match": ..., "route": ...}``: the span takes the route's pattern."""
     info = wrapped(*args, **kwargs)
     if route_templates():
-        span = _pyramid_span()
+        span = entry_span_of(Component.Pyramid)
         pattern = getattr(info.get("route"), "pattern", None) if isinstance(info, dict) else None
         if span is not None and isinstance(pattern, str):
             span.op = pattern if pattern.startswith("/") else "/" + pattern

@@ -11,12 +11,13 @@ from typing import Any
 from skywalking import Component, Kind, config
 from skywalking.plugins import Plugin
 from skywalking.plugins._http import (
+    asgi_call,
+    asgi_url,
     describe_entry,
     http_entry_span,
     ignored_method,
     raw_headers,
     route_templates,
-    tag_response,
 )
 from skywalking.plugins._peer import address_peer
 from skywalking.trace.context import peek
@@ -66,25 +67,9 @@ async def _traced(wrapped: Any, instance: Any, scope: dict[str, Any], receive: A
     op = (route_templates(config.plugin_starlette_route_template) and route_template(instance, scope)) or path
     span = http_entry_span(op, headers.get)
     with span:
-        host = headers.get("host") or ":".join(str(p) for p in scope.get("server") or ("", ""))
-        query = scope.get("query_string", b"").decode("latin-1")
-        describe_entry(span, Component.FastAPI, scope.get("method", "GET"),
-                       f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else ""),
+        describe_entry(span, Component.FastAPI, scope.get("method", "GET"), asgi_url(scope, headers.get("host")),
                        address_peer(scope.get("client")))
-        started = False
-
-        async def traced_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message.get("type") == "http.response.start" and not started:
-                started = True
-                tag_response(span, message.get("status"))
-            await send(message)
-
-        try:
-            return await wrapped(scope, receive, traced_send)
-        finally:
-            if not started:
-                tag_response(span, 500)  # no response at all: the server answers 500
+        return await asgi_call(span, wrapped, scope, receive, send)
 
 
 class StarlettePlugin(Plugin):

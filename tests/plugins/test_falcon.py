@@ -7,26 +7,20 @@ error handlers, uninstall."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import http.client
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import make_server
 
 import pytest
 
 falcon = pytest.importorskip("falcon")
 falcon_asgi = pytest.importorskip("falcon.asgi")
 
-from skywalking import Component, Kind  # noqa: E402
+from skywalking import Component  # noqa: E402
 from skywalking.plugins import sw_falcon  # noqa: E402
-from skywalking.reporter.memory import MemoryReporter  # noqa: E402
-from tests.plugins.test_http import IGNORED, _QuietWSGIHandler  # noqa: E402
+from tests.plugins.test_http import IGNORED  # noqa: E402
 from tests.plugins.test_web import check_front, check_server_ignores  # noqa: E402
+from tests.plugins.wsgi import entry, request, served, sw8, tags  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -40,32 +34,6 @@ def test_falcon_entry_spans_continue_the_caller(mode: str) -> None:
 
 
 # -- in process --------------------------------------------------------------------------------------------------
-
-@contextmanager
-def served(app: Callable[..., Any]) -> Iterator[int]:
-    """``app`` on a one-thread wsgiref server on 127.0.0.1 (traced by sw_http_server, whose span Falcon takes
-    over)."""
-    server = make_server("127.0.0.1", 0, app, handler_class=_QuietWSGIHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-def request(port: int, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """One request with ``http.client`` (no client plugin traces it)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
 
 def asgi_request(app: Any, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """One HTTP request straight into an ASGI app: the status and body it sent."""
@@ -84,19 +52,6 @@ def asgi_request(app: Any, method: str, path: str, headers: dict[str, str] | Non
 
     asyncio.run(app(scope, receive, send))
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
-
-
-def entry(reporter: MemoryReporter) -> Any:
-    """The entry span of the only segment."""
-    assert reporter.wait_for(1)
-    (segment,) = reporter.segments
-    span = segment.spans[-1]
-    assert span.kind is Kind.Entry
-    return span
-
-
-def tags(span: Any) -> dict[str, str]:
-    return {t.key: t.val for t in span.tags}
 
 
 class Item:
@@ -179,12 +134,6 @@ def test_an_ignored_method_makes_no_span(kind: str, start_agent: Any) -> None:
         return
     with served(wsgi_app()) as port:
         check_server_ignores(reporter, lambda method: request(port, method, "/items/1")[0])
-
-
-def sw8(trace: str, segment: str, span_id: int, service: str, instance: str, endpoint: str, address: str) -> str:
-    """An ``sw8`` header as a SkyWalking 8 agent writes it."""
-    b64 = [base64.b64encode(v.encode()).decode() for v in (trace, segment, service, instance, endpoint, address)]
-    return f"1-{b64[0]}-{b64[1]}-{span_id}-{b64[2]}-{b64[3]}-{b64[4]}-{b64[5]}"
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import make_server
 
 import pytest
 
@@ -23,6 +23,7 @@ from skywalking.plugins._peer import address_peer, host_port
 from skywalking.reporter.memory import MemoryReporter
 from skywalking.trace.carrier import inbound_header_names
 from tests.plugins.harness import Services, port_of
+from tests.plugins.wsgi import QuietWSGIHandler
 from tests.protocol.procs import Proc
 
 HERE = Path(__file__).parent
@@ -79,11 +80,6 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class _QuietWSGIHandler(WSGIRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @contextmanager
 def http_server(kind: str) -> Iterator[tuple[str, list[tuple[str, dict[str, str]]]]]:
     """A one-thread server on 127.0.0.1 (``http.server`` or ``wsgiref``): its URL and the (method, headers) of
@@ -98,7 +94,7 @@ def http_server(kind: str) -> Iterator[tuple[str, list[tuple[str, dict[str, str]
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"ok"]
 
-        server = make_server("127.0.0.1", 0, app, handler_class=_QuietWSGIHandler)
+        server = make_server("127.0.0.1", 0, app, handler_class=QuietWSGIHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

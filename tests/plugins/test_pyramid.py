@@ -5,16 +5,10 @@ on a wsgiref server on 127.0.0.1: a traversal app keeps the path, an ignored met
 
 from __future__ import annotations
 
-import base64
-import http.client
-import io
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import make_server
 
 import pytest
 
@@ -24,11 +18,11 @@ from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPFound
 from pyramid.response import Response
 
-from skywalking import Component, Kind
+from skywalking import Component
 from skywalking.plugins import sw_pyramid
-from skywalking.reporter.memory import MemoryReporter
-from tests.plugins.test_http import IGNORED, _QuietWSGIHandler
+from tests.plugins.test_http import IGNORED
 from tests.plugins.test_web import check_front, check_server_ignores
+from tests.plugins.wsgi import direct, entry, request, served, sw8, tags
 
 HERE = Path(__file__).parent
 
@@ -39,45 +33,6 @@ def test_pyramid_entry_spans_continue_the_caller() -> None:
 
 
 # -- in process --------------------------------------------------------------------------------------------------
-
-@contextmanager
-def served(app: Callable[..., Any]) -> Iterator[int]:
-    """``app`` on a one-thread wsgiref server on 127.0.0.1 (traced by sw_http_server, whose span Pyramid takes
-    over)."""
-    server = make_server("127.0.0.1", 0, app, handler_class=_QuietWSGIHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-def request(port: int, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """One request with ``http.client`` (no client plugin traces it)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def entry(reporter: MemoryReporter) -> Any:
-    """The entry span of the only segment."""
-    assert reporter.wait_for(1)
-    (segment,) = reporter.segments
-    span = segment.spans[-1]
-    assert span.kind is Kind.Entry
-    return span
-
-
-def tags(span: Any) -> dict[str, str]:
-    return {t.key: t.val for t in span.tags}
-
 
 def routed_app(*views: tuple[str, str, Callable[[Any], Any]], exception_view: bool = False) -> Any:
     """Routes ``(name, pattern, view)``, each view answering any method with a string response."""
@@ -129,12 +84,6 @@ def test_an_ignored_method_makes_no_span(start_agent: Any) -> None:
         check_server_ignores(reporter, lambda method: request(port, method, "/items/1")[0])
 
 
-def sw8(trace: str, segment: str, span_id: int, service: str, instance: str, endpoint: str, address: str) -> str:
-    """An ``sw8`` header as a SkyWalking 8 agent writes it."""
-    b64 = [base64.b64encode(v.encode()).decode() for v in (trace, segment, service, instance, endpoint, address)]
-    return f"1-{b64[0]}-{b64[1]}-{span_id}-{b64[2]}-{b64[3]}-{b64[4]}-{b64[5]}"
-
-
 def test_an_sw8_caller_is_continued(start_agent: Any) -> None:
     reporter = start_agent(agent_protocol_version="v8", plugin_http_route_template=True)
     with served(routed_app(("item", "items/{item_id}", item))) as port:  # a pattern without its leading slash
@@ -170,7 +119,7 @@ def test_an_escaping_exception_passes_through_unchanged(start_agent: Any) -> Non
     app = routed_app(("boom", "/boom", fail))
     reporter = start_agent()
     with pytest.raises(LookupError) as caught:
-        _direct(app, "/boom")
+        direct(app, "/boom")
     assert caught.value is raised
     span = entry(reporter)
     assert span.error_occurred and tags(span)["http.status_code"] == "500" and span.logs
@@ -212,11 +161,3 @@ def test_uninstall_restores_the_originals(start_agent: Any) -> None:
         sw_pyramid.plugin.install()
     assert isinstance(vars(pyramid.router.Router)["__call__"], wrapt.FunctionWrapper)
 
-
-def _direct(app: Any, path: str) -> tuple[str, bytes]:
-    """Call the WSGI app itself (no server): its status line and body."""
-    got: list[str] = []
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
-               "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(), "wsgi.errors": io.StringIO()}
-    body = app(environ, lambda status, headers, exc_info=None: got.append(status))
-    return got[0], b"".join(body)

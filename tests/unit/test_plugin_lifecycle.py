@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import importlib
-import io
 import logging
 import os
 import sys
@@ -294,12 +293,10 @@ def _pymongo(ctx: Ctx, expect: bool) -> int:
 
 def _wsgi_call(app: Any) -> None:
     """One GET /lifecycle straight into a WSGI application (no server)."""
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/lifecycle", "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
-               "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
-               "wsgi.input": io.BytesIO(), "wsgi.errors": io.StringIO()}
-    statuses: list[str] = []
-    body = b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
-    assert statuses[0].startswith("200") and body == b"ok"
+    from tests.plugins.wsgi import direct
+
+    status, body = direct(app, "/lifecycle")
+    assert status.startswith("200") and body == b"ok"
 
 
 def _bottle(ctx: Ctx, expect: bool) -> int:
