@@ -6,16 +6,13 @@ Prints ``ready port=<port>`` once uvicorn listens on 127.0.0.1.
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
-import time
 import urllib.request
 
-import uvicorn
 from fastapi import FastAPI
 
 from skywalking import agent
+from tests.plugins.apps.front import serve_uvicorn
 
 agent.start()
 app = FastAPI()
@@ -34,17 +31,7 @@ async def boom() -> dict:
 
 
 def main() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    print(f"ready port={port}", flush=True)
-    thread.join()
+    serve_uvicorn(app)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,7 @@
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
-import time
 import urllib.request
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -19,6 +16,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import falcon
 
 from skywalking import agent
+from tests.plugins.apps.front import serve_uvicorn
 
 agent.start()
 MODE, DOWNSTREAM = sys.argv[1], sys.argv[2]
@@ -65,22 +63,11 @@ def run_wsgi() -> None:
 
 def run_asgi() -> None:
     import falcon.asgi
-    import uvicorn
 
     app = falcon.asgi.App()
     app.add_route("/items/{item_id:int}", AsyncItem())
     app.add_route("/boom", AsyncBoom())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    print(f"ready port={port}", flush=True)
-    thread.join()
+    serve_uvicorn(app)
 
 
 if __name__ == "__main__":

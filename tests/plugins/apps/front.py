@@ -32,3 +32,26 @@ def serve_json(answer: Callable[[str], Any]) -> None:
         server.serve_forever()
     finally:
         agent.stop()
+
+
+def serve_uvicorn(app: Any) -> None:
+    """Serve the ASGI ``app`` with uvicorn on 127.0.0.1:<free port>, print ``ready port=<port>`` once it listens,
+    and run until the process is stopped."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(f"ready port={port}", flush=True)
+    thread.join()
+

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import socket
 import sys
-import threading
-import time
 import urllib.request
 
 from skywalking import agent
+from tests.plugins.apps.front import serve_uvicorn
 
 agent.start()
 FRAMEWORK, DOWNSTREAM = sys.argv[1], sys.argv[2]
@@ -87,18 +86,7 @@ def run_django() -> None:
 
 
 def run_django_asgi() -> None:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(django_app(asgi=True), host="127.0.0.1", port=port, log_level="error",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    print(f"ready port={port}", flush=True)
-    thread.join()
+    serve_uvicorn(django_app(asgi=True))
 
 
 def run_aiohttp() -> None:
