@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sys
 import urllib.request
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import bottle
 
 from skywalking import agent
+from tests.plugins.apps.front import serve_wsgi
 
 agent.start()
 DOWNSTREAM = sys.argv[1]
@@ -31,15 +31,8 @@ def boom() -> dict:
     raise RuntimeError("boom")
 
 
-class Quiet(WSGIRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def main() -> None:
-    server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
-    print(f"ready port={server.server_address[1]}", flush=True)
-    server.serve_forever()
+    serve_wsgi(app)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ from __future__ import annotations
 import sys
 import urllib.request
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import falcon
 
 from skywalking import agent
-from tests.plugins.apps.front import serve_uvicorn
+from tests.plugins.apps.front import serve_uvicorn, serve_wsgi
 
 agent.start()
 MODE, DOWNSTREAM = sys.argv[1], sys.argv[2]
@@ -47,18 +46,11 @@ class AsyncBoom:
         raise RuntimeError("boom")
 
 
-class Quiet(WSGIRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def run_wsgi() -> None:
     app = falcon.App()
     app.add_route("/items/{item_id:int}", Item())
     app.add_route("/boom", Boom())
-    server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
-    print(f"ready port={server.server_address[1]}", flush=True)
-    server.serve_forever()
+    serve_wsgi(app)
 
 
 def run_asgi() -> None:

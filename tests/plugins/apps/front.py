@@ -55,3 +55,17 @@ def serve_uvicorn(app: Any) -> None:
     print(f"ready port={port}", flush=True)
     thread.join()
 
+
+def serve_wsgi(app: Any) -> None:
+    """Serve the WSGI ``app`` on a wsgiref server on 127.0.0.1:<free port> (no access log), print
+    ``ready port=<port>``, and run until the process is stopped."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+    print(f"ready port={server.server_address[1]}", flush=True)
+    server.serve_forever()
+

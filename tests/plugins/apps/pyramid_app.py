@@ -10,12 +10,12 @@ from __future__ import annotations
 import sys
 import urllib.request
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from pyramid.config import Configurator
 from pyramid.response import Response
 
 from skywalking import agent
+from tests.plugins.apps.front import serve_wsgi
 
 agent.start()
 DOWNSTREAM = sys.argv[1]
@@ -44,15 +44,8 @@ def make_app() -> Any:
         return config.make_wsgi_app()
 
 
-class Quiet(WSGIRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def main() -> None:
-    server = make_server("127.0.0.1", 0, make_app(), handler_class=Quiet)
-    print(f"ready port={server.server_address[1]}", flush=True)
-    server.serve_forever()
+    serve_wsgi(make_app())
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import sys
 import urllib.request
 
 from skywalking import agent
-from tests.plugins.apps.front import serve_uvicorn
+from tests.plugins.apps.front import serve_uvicorn, serve_wsgi
 
 agent.start()
 FRAMEWORK, DOWNSTREAM = sys.argv[1], sys.argv[2]
@@ -74,15 +74,7 @@ def django_app(asgi: bool) -> object:
 
 
 def run_django() -> None:
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = make_server("127.0.0.1", 0, django_app(asgi=False), handler_class=Quiet)
-    print(f"ready port={server.server_address[1]}", flush=True)
-    server.serve_forever()
+    serve_wsgi(django_app(asgi=False))
 
 
 def run_django_asgi() -> None:
