@@ -13,10 +13,9 @@ from typing import Any
 from skywalking import config
 from skywalking.loggings import RateLimitedLog, logger
 from skywalking.reporter import Reporter
+from skywalking.reporter.backoff import BACKOFF_CAP, Backoff
 from skywalking.reporter.data import DataSender, Feed, Refused, Retry
 from skywalking.trace.context import suppress_tracing
-
-BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
 
 
 class BatchReporter(Reporter):
@@ -38,16 +37,16 @@ class BatchReporter(Reporter):
         self._manager.start()
 
     def _manage_loop(self) -> None:
-        backoff = 0.0
+        backoff = Backoff()
         with suppress_tracing():
             while not self._stop.is_set():
                 try:
                     delay = self.transport.manage()
-                    backoff, self.manage_error = 0.0, ""
+                    backoff.reset()
+                    self.manage_error = ""
                 except (Retry, Refused) as exc:
                     self.manage_error = str(exc)
-                    backoff = min(BACKOFF_CAP, backoff * 2 if backoff else BACKOFF_START)
-                    delay = backoff
+                    delay = backoff.next()
                     self._error_log.log(time.monotonic(), "%s heartbeat failed: %s", self.transport.name, exc)
                 except Exception:
                     logger.exception("reporter control loop failed")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from skywalking.loggings import logger
 from skywalking.reporter.accounting import DROP_SUMMARY, Accounts, Drop
+from skywalking.reporter.backoff import Backoff
 from skywalking.trace.context import suppress_tracing
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 BATCH = 500  # items per call
 STREAM_TIMEOUT = 30.0  # seconds, one call
 IDLE_WAIT = 1.0  # seconds the sender sleeps with nothing queued (woken early by offer())
-BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
 
 
 class Retry(Exception):
@@ -141,7 +141,7 @@ class DataSender:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._backoff = 0.0
+        self._backoff = Backoff()
         self._inflight: tuple[Feed, int] | None = None  # the batch the transport is sending
         self._abandoned = False  # stop() gave up waiting for the sender and counted what it held
         self.last_error = ""
@@ -201,8 +201,7 @@ class DataSender:
                     for feed in self.feeds.values():
                         feed.accounts.summary()
                 if failed:
-                    self._backoff = min(BACKOFF_CAP, self._backoff * 2 if self._backoff else BACKOFF_START)
-                    self._stopping.wait(self._backoff)
+                    self._stopping.wait(self._backoff.next())
                 elif not sent_any:
                     self._wake.wait(IDLE_WAIT)
                     self._wake.clear()
@@ -238,5 +237,5 @@ class DataSender:
             self._inflight = None
         if not self._abandoned:  # else already counted as not sent
             feed.accounts.delivered += len(messages)
-        self._backoff = 0.0
+        self._backoff.reset()
         return True

@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import random
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ from skywalking import config
 from skywalking.loggings import RateLimitedLog, logger
 from skywalking.reporter import Reporter
 from skywalking.reporter.accounting import DROP_SUMMARY, Accounts, Drop
+from skywalking.reporter.backoff import Backoff
 from skywalking.reporter.session import UNARY_TIMEOUT, Session, metadata
 from skywalking.trace.context import suppress_tracing
 from skywalking.trace.identity import Identity, Unresolved
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 BATCH = 2000  # segments per collect stream (fewer streams: ~25 % more throughput than 500)
 STREAM_TIMEOUT = 30.0  # seconds, one collect stream (Java: GRPC_UPSTREAM_TIMEOUT)
-BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
 PROBE_CAP = 1.0  # seconds between the manager's calls while the backend fails: it notices the backend's return
 # gRPC's own reconnect backoff grows to 120 s by default, and a call made meanwhile fails without trying: bounded
 CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconnect_backoff_ms", 250),
@@ -64,20 +63,6 @@ def interpreter_exiting() -> bool:
     """Whether the interpreter began to exit: ``threading._shutdown`` ran (non-daemon threads joined, new threads
     may be refused) or finalization started."""
     return bool(getattr(threading, "_SHUTTING_DOWN", False)) or sys.is_finalizing()
-
-
-class Backoff:
-    """Capped exponential backoff with jitter."""
-
-    def __init__(self, start: float = BACKOFF_START, cap: float = BACKOFF_CAP) -> None:
-        self.start, self.cap, self.current = start, cap, 0.0
-
-    def next(self) -> float:
-        self.current = min(self.cap, self.current * 2 if self.current else self.start)
-        return self.current * random.uniform(0.8, 1.2)
-
-    def reset(self) -> None:
-        self.current = 0.0
 
 
 class Connection:
