@@ -428,7 +428,7 @@ class Collector:
     def profile_commands(self, service: str, instance: str, last_command_ms: int) -> list[list[tuple[str, str]]]:
         with self._lock:
             self.counters["profilePolls"] += 1
-            return self.telemetry.task_commands(service, last_command_ms)
+            return self.telemetry.task_commands(service, last_command_ms, _wall_ms())
 
     def profile_task_finished(self, service: str, instance: str, task_id: str) -> None:
         with self._lock:

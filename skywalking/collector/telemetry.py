@@ -20,8 +20,8 @@ TASK_ARGS = (("SerialNumber", "serialNumber"), ("EndpointName", "endpoint"), ("T
 
 def log_doc(data: LogData) -> dict[str, Any]:
     body = data.body
-    content = body.WhichOneof("content")
-    text = getattr(body, content).ListFields()[0][1] if content and getattr(body, content).ListFields() else ""
+    content = body.WhichOneof("content")  # text, json or yaml: a message whose one field has the same name
+    text = getattr(getattr(body, content), content) if content else ""
     doc: dict[str, Any] = {"timestamp": data.timestamp, "service": data.service,
                            "serviceInstance": data.serviceInstance, "endpoint": data.endpoint,
                            "bodyType": body.type or content or "", "body": text,
@@ -92,12 +92,12 @@ class TelemetryStore:
         return [d for d in self.meters if (service is None or d["service"] == service)
                 and (name is None or d.get("name") == name)]
 
-    def task_commands(self, service: str, last_command_ms: int) -> list[list[tuple[str, str]]]:
+    def task_commands(self, service: str, last_command_ms: int, now_ms: int) -> list[list[tuple[str, str]]]:
         """The ``ProfileTaskQuery`` arguments of the service's tasks created after ``last_command_ms`` and not
-        over yet."""
+        over at ``now_ms``."""
         return [[(key, str(task[field])) for key, field in TASK_ARGS] for task in self.tasks
                 if task["service"] == service and task["createTime"] > last_command_ms
-                and task["startTime"] + task["duration"] * 60_000 > task["createTime"] - 1]
+                and task["startTime"] + task["duration"] * 60_000 > now_ms]
 
     def clear(self) -> None:
         self.logs.clear()

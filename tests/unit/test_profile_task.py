@@ -29,3 +29,20 @@ def test_a_task_outside_the_limits_is_refused_saying_why(key: str, value: str, w
 def test_a_command_missing_an_argument_is_refused() -> None:
     with pytest.raises(ValueError, match="malformed"):
         parse_task({k: v for k, v in ARGS.items() if k != "TaskId"})
+
+
+def test_the_collector_serves_a_task_until_it_is_over() -> None:
+    import time
+
+    from skywalking.collector.app import Collector
+
+    col = Collector(printer=None)
+    now = int(time.time() * 1000)
+    running = col.create_profile_task({"service": "svc", "endpoint": "/a", "duration": 1})
+    col.create_profile_task({"service": "svc", "endpoint": "/b", "duration": 1, "startTime": now - 59_700})
+    col.create_profile_task({"service": "other", "endpoint": "/a", "duration": 1})
+    time.sleep(0.5)  # /b, running when it was created, is over now
+    served = [dict(args) for args in col.profile_commands("svc", "i", 0)]
+    assert [a["TaskId"] for a in served] == [running["taskId"]]  # the one that ended meanwhile is not served
+    assert parse_task(served[0]).endpoint == "/a"
+    assert col.profile_commands("svc", "i", running["createTime"]) == []  # already fetched
