@@ -35,7 +35,6 @@ STOP_TIMEOUT = 5.0  # seconds agent.stop() / the exit flush may take at most
 
 _INACTIVE = ("agent_log_reporter_active", "agent_meter_reporter_active", "agent_pvm_meter_reporter_active",
              "agent_profile_active")
-_INACTIVE_V8: tuple[str, ...] = ()
 
 
 class SkyWalkingAgent:
@@ -112,12 +111,11 @@ class SkyWalkingAgent:
         if config.agent_protocol != "grpc" and config.agent_protocol_version == "v6":
             say("agent_protocol %r: OAP 6.6.0 receives only gRPC (no REST or Kafka receiver for trace protocol "
                 "v2); reporting over grpc", config.agent_protocol)
-        v6 = config.agent_protocol_version == "v6"
-        on = [name for name in (_INACTIVE if v6 else _INACTIVE_V8)
-              if getattr(config, name) and config.explicitly_set(name)]
+        on = [name for name in _INACTIVE if getattr(config, name) and config.explicitly_set(name)] \
+            if config.agent_protocol_version == "v6" else []  # under v8 they all run (skywalking.agent.telemetry)
         if on:
-            why = "OAP 6.6.0 has no receiver for them" if v6 else "company-skywalking does not implement them yet"
-            (logger.debug if ray_worker_process() else logger.info)("inactive options (%s): %s", why, ", ".join(on))
+            (logger.debug if ray_worker_process() else logger.info)(
+                "inactive options (OAP 6.6.0 has no receiver for them): %s", ", ".join(on))
         if config.agent_asyncio_enhancement and config.explicitly_set("agent_asyncio_enhancement"):
             logger.debug("agent_asyncio_enhancement is accepted but unused: one reporter thread serves all")
 

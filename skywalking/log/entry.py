@@ -46,8 +46,7 @@ def capture(record: logging.LogRecord) -> Captured:
         seg = ctx.current_segment
         if seg is not None:
             trace = (seg.related_traces[0].value, seg.segment_id.value, span.sid)
-            first = ctx.first_span
-            endpoint = first.op if first is not None else None
+            endpoint = ctx.primary_endpoint
     return Captured(record, record.getMessage(), TRACER.identity, trace, endpoint)
 
 

@@ -35,9 +35,17 @@ def _agent_thread() -> bool:
     return threading.current_thread().name.startswith("SkyWalking")
 
 
-def _offer(logger: logging.Logger, record: logging.LogRecord) -> None:
+def _reporting(level: int, name: str) -> Feed | None:
+    """The feed a record of ``level`` from logger ``name`` goes to; None when it is not reported."""
     feed = _feed
-    if feed is None or record.levelno < _level or _own(logger.name) or _agent_thread():
+    if feed is None or level < _level or _own(name) or _agent_thread():
+        return None
+    return feed
+
+
+def _offer(logger: logging.Logger, record: logging.LogRecord) -> None:
+    feed = _reporting(record.levelno, logger.name)
+    if feed is None:
         return
     try:
         feed.offer(capture(record))
@@ -48,9 +56,9 @@ def _offer(logger: logging.Logger, record: logging.LogRecord) -> None:
 def offer_loguru(record: dict[str, Any]) -> None:
     """A loguru record (``sw_loguru`` calls this for each one, in the thread that logs): reported as a ``logging``
     record of the same level, logger name (the module), message, place, thread and exception."""
-    feed = _feed
     level = record["level"]
-    if feed is None or level.no < _level or _own(record["name"] or "") or _agent_thread():
+    feed = _reporting(level.no, record["name"] or "")
+    if feed is None:
         return
     try:
         exc = record["exception"]

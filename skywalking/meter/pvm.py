@@ -43,6 +43,7 @@ class Sources:
         self._proc = (time.monotonic(), sum(os.times()[:2]))
         self._total = self._cpu_times()
         self._collections = [s["collections"] for s in gc.get_stats()]
+        self._mem_total = _meminfo().get("MemTotal", 0)  # fixed for the process's life: read once
         self._gc_ns = 0
         self._gc_started = 0
         self._lock = threading.Lock()
@@ -73,7 +74,7 @@ class Sources:
         return 100.0 * (total - available) / total if total else 0.0
 
     def process_mem(self) -> float:
-        total = _meminfo().get("MemTotal", 0)
+        total = self._mem_total
         statm = _read("/proc/self/statm").split()
         rss = int(statm[1]) * os.sysconf("SC_PAGE_SIZE") if len(statm) > 1 else 0
         return 100.0 * rss / total if total else 0.0

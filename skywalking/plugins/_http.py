@@ -12,6 +12,7 @@ from skywalking.trace.carrier import inbound_carrier, inbound_header_names
 from skywalking.trace.context import get_context, peek
 from skywalking.trace.span import Span
 from skywalking.trace.tags import TagHttpMethod, TagHttpParams, TagHttpStatusCode, TagHttpURL
+from skywalking.utils.filter import without_credentials
 
 
 def ignored_method(method: Any) -> bool:
@@ -45,9 +46,7 @@ def rename_entry_span(component: Component, op: str | None) -> None:
 
 def url_without_credentials(parts: SplitResult) -> str:
     """The URL with any ``user:password@`` removed (the query is kept)."""
-    if "@" not in parts.netloc:
-        return parts.geturl()
-    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+    return without_credentials(parts).geturl()
 
 
 def http_exit_span(parts: SplitResult, method: str, component: Component) -> Span:

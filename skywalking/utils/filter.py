@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import re
 import traceback
-from urllib.parse import ParseResult, urlparse
+from typing import TypeVar
+from urllib.parse import ParseResult, SplitResult, urlparse
 
 from skywalking import config
 
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]*@")
 
 
+URLParts = TypeVar("URLParts", ParseResult, SplitResult)
+
+
+def without_credentials(parts: URLParts) -> URLParts:
+    """``urlparse``/``urlsplit`` parts with any ``user:password@`` removed from the network location."""
+    if "@" not in parts.netloc:
+        return parts
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+
+
 def sw_urlparse(url: str) -> ParseResult:
     """``urlparse(url)`` with any ``user:password@`` removed from the network location."""
-    parts = urlparse(url)
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
-    return parts
+    return without_credentials(urlparse(url))
 
 
 def scrub(text: str) -> str:
